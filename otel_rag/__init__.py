@@ -1,0 +1,48 @@
+"""otel-rag: OpenTelemetry-native observability for Python RAG services.
+
+The public API, re-exported; importing this package is cheap (modules load on first use).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "configure",
+    "current_trace_id",
+    "get_logger",
+    "instrument_app",
+    "set_user",
+    "trace_span",
+]
+
+_EXPORTS = {
+    "ConfigError": "otel_rag.config",
+    "configure": "otel_rag.configurator",
+    "current_trace_id": "otel_rag.tracing",
+    "get_logger": "otel_rag.logs",
+    "instrument_app": "otel_rag.fastapi",
+    "set_user": "otel_rag.tracing",
+    "trace_span": "otel_rag.tracing",
+}
+
+if TYPE_CHECKING:
+    from .config import ConfigError
+    from .configurator import configure
+    from .fastapi import instrument_app
+    from .logs import get_logger
+    from .tracing import current_trace_id, set_user, trace_span
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'otel_rag' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,395 @@
+"""Every environment variable otel-rag reads, in one catalogue.
+
+Each `Setting` names its variable, how to parse it, its default and a line of help. `load_settings()` reads
+them all at start-up and raises `ConfigError` naming the variable and the accepted values, so a typo stops the
+service before it runs half-observed. Standard OpenTelemetry and LangSmith variables are listed too: they keep
+their spec meaning (the SDK reads them itself); we validate the enumerated ones early and show them in
+`otel-rag config`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["CATALOGUE", "ConfigError", "Setting", "Settings", "load_settings", "masked"]
+
+
+class ConfigError(ValueError):
+    """A configuration variable holds a value we cannot use."""
+
+    def __init__(self, variable: str, value: str, accepted: str) -> None:
+        self.variable = variable
+        self.value = value
+        self.accepted = accepted
+        super().__init__(f"{variable}={value!r} is not valid; accepted: {accepted}")
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One environment variable: its parser, default and documentation."""
+
+    env: str
+    parse: Callable[[str], T]
+    default: str | None
+    help: str
+    accepted: str
+    secret: bool = False
+    standard: bool = False  # defined by the OTel spec or LangSmith, read by their SDKs too
+
+    def read(self, environ: Mapping[str, str]) -> T | None:
+        raw = environ.get(self.env)
+        if raw is None or raw.strip() == "":
+            raw = self.default
+        if raw is None:
+            return None
+        try:
+            return self.parse(raw.strip())
+        except ValueError:
+            raise ConfigError(self.env, raw, self.accepted) from None
+
+
+# -- parsers -----------------------------------------------------------------------------------------------
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.lower()
+        if value not in choices:
+            raise ValueError(raw)
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+def _str(raw: str) -> str:
+    return raw
+
+
+def _ratio(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(raw)
+    return value
+
+
+_HEADER_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _header_name(raw: str) -> str:
+    if not _HEADER_TOKEN.match(raw):
+        raise ValueError(raw)
+    return raw.lower()
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _regex_list(raw: str) -> tuple[re.Pattern[str], ...]:
+    # Patterns are separated by ";;" because regular expressions often contain commas.
+    patterns = []
+    for item in raw.split(";;"):
+        if not item.strip():
+            continue
+        try:
+            patterns.append(re.compile(item.strip()))
+        except re.error:
+            raise ValueError(item) from None
+    return tuple(patterns)
+
+
+def _url(raw: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", raw):
+        raise ValueError(raw)
+    return raw.rstrip("/")
+
+
+def _postgres_dsn(raw: str) -> str:
+    if not (raw.startswith(("postgresql://", "postgres://")) or "=" in raw):
+        raise ValueError(raw)
+    return raw
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+_EXPORTER_NAMES = "a comma-separated list such as otlp, console, none (or an installed exporter entry point)"
+
+# -- the catalogue -----------------------------------------------------------------------------------------
+
+LOG_FORMAT = Setting(
+    "OTEL_RAG_LOG_FORMAT",
+    _choice("json", "console"),
+    "json",
+    "json: one JSON object per line on stdout; console: readable, coloured lines for a terminal.",
+    "json, console",
+)
+LOG_LEVEL = Setting(
+    "OTEL_RAG_LOG_LEVEL",
+    _choice(*_LOG_LEVELS),
+    "info",
+    "Lowest level written, for structlog and the stdlib root logger.",
+    ", ".join(_LOG_LEVELS),
+)
+LOG_STDLIB = Setting(
+    "OTEL_RAG_LOG_STDLIB",
+    _bool,
+    "true",
+    "Route stdlib logging (uvicorn, gunicorn, libraries) through the same JSON pipeline, replacing their "
+    "console handlers.",
+    "true, false",
+)
+USER_ID_HEADER = Setting(
+    "OTEL_RAG_USER_ID_HEADER",
+    _header_name,
+    "X-User-Id",
+    "Request header whose value becomes the user id of the request (log field user_id, span enduser.id).",
+    "an HTTP header name",
+)
+THREAD_CONTEXT = Setting(
+    "OTEL_RAG_THREAD_CONTEXT",
+    _bool,
+    "true",
+    "Carry the caller's context (trace, user) into ThreadPoolExecutor and loop.run_in_executor work.",
+    "true, false",
+)
+REDACT_KEYS = Setting(
+    "OTEL_RAG_REDACT_KEYS",
+    _csv,
+    "",
+    "Extra attribute/log keys whose values are always replaced by [REDACTED] (added to the built-in list "
+    "of password, secret, token, api_key, authorization, cookie, dsn...).",
+    "a comma-separated list of key names",
+)
+REDACT_PATTERNS = Setting(
+    "OTEL_RAG_REDACT_PATTERNS",
+    _regex_list,
+    "",
+    'Extra regular expressions (PII such as e-mail addresses) masked inside string values; separate several with ";;".',
+    "regular expressions separated by ;;",
+)
+POSTGRES_DSN = Setting(
+    "OTEL_RAG_POSTGRES_DSN",
+    _postgres_dsn,
+    None,
+    "Postgres store for logs and spans (postgresql://user:password@host:port/db).",
+    "a postgresql:// URL or a key=value connection string",
+    secret=True,
+)
+
+SERVICE_NAME = Setting(
+    "OTEL_SERVICE_NAME", _str, None, "Service name on every span, metric and log line.", "any", standard=True
+)
+RESOURCE_ATTRIBUTES = Setting(
+    "OTEL_RESOURCE_ATTRIBUTES",
+    _str,
+    None,
+    "Extra resource attributes, key=value pairs.",
+    "key=value,...",
+    standard=True,
+)
+SDK_DISABLED = Setting("OTEL_SDK_DISABLED", _bool, "false", "Turn the SDK off entirely.", "true, false", standard=True)
+TRACES_EXPORTER = Setting("OTEL_TRACES_EXPORTER", _csv, "otlp", "Span exporters.", _EXPORTER_NAMES, standard=True)
+METRICS_EXPORTER = Setting("OTEL_METRICS_EXPORTER", _csv, "otlp", "Metric exporters.", _EXPORTER_NAMES, standard=True)
+LOGS_EXPORTER = Setting(
+    "OTEL_LOGS_EXPORTER",
+    _csv,
+    "none",
+    "Log exporters (log lines always go to stdout; this adds OTel log export).",
+    _EXPORTER_NAMES,
+    standard=True,
+)
+OTLP_ENDPOINT = Setting(
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    _url,
+    "http://localhost:4318",
+    "Where OTLP goes (the Collector).",
+    "an http:// or https:// URL",
+    standard=True,
+)
+OTLP_PROTOCOL = Setting(
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    _choice("http/protobuf", "grpc", "http/json"),
+    "http/protobuf",
+    "OTLP transport; http/protobuf is fork-safe and needs no gRPC runtime.",
+    "http/protobuf, grpc, http/json",
+    standard=True,
+)
+OTLP_HEADERS = Setting(
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    _str,
+    None,
+    "Headers sent with OTLP requests.",
+    "key=value,...",
+    secret=True,
+    standard=True,
+)
+TRACES_SAMPLER = Setting(
+    "OTEL_TRACES_SAMPLER",
+    _choice(*_SAMPLERS),
+    "parentbased_always_on",
+    "Head sampler.",
+    ", ".join(_SAMPLERS),
+    standard=True,
+)
+TRACES_SAMPLER_ARG = Setting(
+    "OTEL_TRACES_SAMPLER_ARG",
+    _ratio,
+    None,
+    "Sampling ratio for the traceidratio samplers.",
+    "a number from 0 to 1",
+    standard=True,
+)
+PROPAGATORS = Setting(
+    "OTEL_PROPAGATORS",
+    _csv,
+    "tracecontext,baggage",
+    "Context propagators.",
+    "tracecontext, baggage, ...",
+    standard=True,
+)
+LANGSMITH_API_KEY = Setting("LANGSMITH_API_KEY", _str, None, "LangSmith API key.", "a key", secret=True, standard=True)
+LANGSMITH_ENDPOINT = Setting(
+    "LANGSMITH_ENDPOINT",
+    _url,
+    "https://api.smith.langchain.com",
+    "LangSmith API endpoint.",
+    "an http:// or https:// URL",
+    standard=True,
+)
+LANGSMITH_PROJECT = Setting(
+    "LANGSMITH_PROJECT", _str, "default", "LangSmith project for mirrored runs.", "any", standard=True
+)
+
+CATALOGUE: tuple[Setting[Any], ...] = (
+    LOG_FORMAT,
+    LOG_LEVEL,
+    LOG_STDLIB,
+    USER_ID_HEADER,
+    THREAD_CONTEXT,
+    REDACT_KEYS,
+    REDACT_PATTERNS,
+    POSTGRES_DSN,
+    SERVICE_NAME,
+    RESOURCE_ATTRIBUTES,
+    SDK_DISABLED,
+    TRACES_EXPORTER,
+    METRICS_EXPORTER,
+    LOGS_EXPORTER,
+    OTLP_ENDPOINT,
+    OTLP_PROTOCOL,
+    OTLP_HEADERS,
+    TRACES_SAMPLER,
+    TRACES_SAMPLER_ARG,
+    PROPAGATORS,
+    LANGSMITH_API_KEY,
+    LANGSMITH_ENDPOINT,
+    LANGSMITH_PROJECT,
+)
+
+# Defaults the distro writes into the environment (setdefault) before the OTel SDK reads it.
+SDK_DEFAULTS: dict[str, str] = {
+    TRACES_EXPORTER.env: "otlp",
+    METRICS_EXPORTER.env: "otlp",
+    LOGS_EXPORTER.env: "none",
+    OTLP_PROTOCOL.env: "http/protobuf",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration, parsed and validated."""
+
+    log_format: str
+    log_level: str
+    log_stdlib: bool
+    user_id_header: str
+    thread_context: bool
+    redact_keys: tuple[str, ...]
+    redact_patterns: tuple[re.Pattern[str], ...]
+    postgres_dsn: str | None
+    service_name: str
+    sdk_disabled: bool
+    traces_exporter: tuple[str, ...]
+    metrics_exporter: tuple[str, ...]
+    logs_exporter: tuple[str, ...]
+    otlp_endpoint: str
+    otlp_protocol: str
+    langsmith_api_key: str | None
+    langsmith_endpoint: str
+    raw: dict[str, str | None] = field(repr=False, default_factory=dict)
+
+
+def _service_name(environ: Mapping[str, str]) -> str:
+    name = SERVICE_NAME.read(environ)
+    if name:
+        return name
+    for pair in (environ.get(RESOURCE_ATTRIBUTES.env) or "").split(","):
+        key, _, value = pair.partition("=")
+        if key.strip() == "service.name" and value.strip():
+            return value.strip()
+    return "unknown_service"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Parse and validate every catalogued variable; raise ConfigError on the first bad one."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {setting.env: setting.read(env) for setting in CATALOGUE}
+    if values[TRACES_SAMPLER_ARG.env] is None and env.get(TRACES_SAMPLER.env, "").endswith("traceidratio"):
+        values[TRACES_SAMPLER_ARG.env] = 1.0
+    return Settings(
+        log_format=values[LOG_FORMAT.env],
+        log_level=values[LOG_LEVEL.env],
+        log_stdlib=values[LOG_STDLIB.env],
+        user_id_header=values[USER_ID_HEADER.env],
+        thread_context=values[THREAD_CONTEXT.env],
+        redact_keys=values[REDACT_KEYS.env],
+        redact_patterns=values[REDACT_PATTERNS.env],
+        postgres_dsn=values[POSTGRES_DSN.env],
+        service_name=_service_name(env),
+        sdk_disabled=values[SDK_DISABLED.env],
+        traces_exporter=values[TRACES_EXPORTER.env],
+        metrics_exporter=values[METRICS_EXPORTER.env],
+        logs_exporter=values[LOGS_EXPORTER.env],
+        otlp_endpoint=values[OTLP_ENDPOINT.env],
+        otlp_protocol=values[OTLP_PROTOCOL.env],
+        langsmith_api_key=values[LANGSMITH_API_KEY.env],
+        langsmith_endpoint=values[LANGSMITH_ENDPOINT.env],
+        raw={setting.env: env.get(setting.env) for setting in CATALOGUE},
+    )
+
+
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]+)(?=@)", re.I)
+_KV_PASSWORD = re.compile(r"(?P<key>password\s*=\s*)(?P<password>\S+)", re.I)
+
+
+def masked(setting: Setting[Any], raw: str | None) -> str | None:
+    """The value as `otel-rag config` shows it: secrets hidden, DSN passwords replaced."""
+    if raw is None:
+        return None
+    if setting is POSTGRES_DSN:
+        return _KV_PASSWORD.sub(r"\g<key>****", _URL_PASSWORD.sub(r"\g<scheme>****", raw))
+    if setting.secret:
+        return "****" if len(raw) < 12 else f"****{raw[-4:]}"
+    return raw

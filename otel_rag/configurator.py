@@ -1,0 +1,114 @@
+"""Builds the OTel SDK the otel-rag way: `configure()` for code, `OtelRagConfigurator` for the launcher.
+
+Both do the same thing once per process: validate the environment (see config.py), build the tracer, meter and
+logger providers from the standard OTEL_* variables (through the SDK's own initialisation, so exporters,
+samplers, propagators and resource detectors keep their spec meaning), and add ours: `enduser.id` on spans,
+redaction in front of every span exporter, JSON logs bridged into the LoggerProvider, and context carried into
+thread pools. Forked workers (gunicorn) are handled by the SDK itself: each child re-creates its export threads
+and gets its own `service.instance.id`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from opentelemetry import _logs
+from opentelemetry.sdk._configuration import _initialize_components, _OTelSDKConfigurator
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.util._importlib_metadata import entry_points
+
+from .config import LOGS_EXPORTER, METRICS_EXPORTER, SDK_DEFAULTS, TRACES_EXPORTER, ConfigError, Settings
+from .config import load_settings as _load_settings
+from .logs import setup_logging
+from .redaction import RedactingSpanExporter, Redactor
+from .tracing import UserSpanProcessor, propagate_context_to_threads
+
+__all__ = ["OtelRagConfigurator", "configure", "is_configured"]
+
+_logger = logging.getLogger("otel_rag")
+_lock = threading.Lock()
+_configured = False
+
+_OTLP_ALIASES = {"otlp": "otlp_proto_http", "otlp_proto_http": "otlp_proto_http", "otlp_proto_grpc": None}
+_EXPORTER_GROUPS = {
+    TRACES_EXPORTER.env: "opentelemetry_traces_exporter",
+    METRICS_EXPORTER.env: "opentelemetry_metrics_exporter",
+    LOGS_EXPORTER.env: "opentelemetry_logs_exporter",
+}
+
+
+def apply_sdk_defaults() -> None:
+    """Our defaults for the standard variables, written only where the user set nothing."""
+    for name, value in SDK_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def _check_exporters(settings: Settings) -> None:
+    """Fail early, naming the variable, when an exporter name has no installed entry point."""
+    selected = {
+        TRACES_EXPORTER.env: settings.traces_exporter,
+        METRICS_EXPORTER.env: settings.metrics_exporter,
+        LOGS_EXPORTER.env: settings.logs_exporter,
+    }
+    for variable, names in selected.items():
+        available = {ep.name for ep in entry_points(group=_EXPORTER_GROUPS[variable])}
+        for name in names:
+            if name == "none" or name in available or (name == "otlp" and "otlp_proto_http" in available):
+                continue
+            accepted = ", ".join(sorted({"none", "otlp", *available}))
+            raise ConfigError(variable, ",".join(names), f"a comma-separated list of {accepted}")
+
+
+def is_configured() -> bool:
+    return _configured
+
+
+def configure(**sdk_kwargs: Any) -> Settings | None:
+    """Configure OpenTelemetry and logging for this process from the environment.
+
+    Idempotent: a second call logs a warning and changes nothing. With OTEL_SDK_DISABLED=true no SDK is
+    built, but logs are still written as JSON lines. Raises ConfigError for a bad variable.
+    """
+    global _configured
+    with _lock:
+        if _configured:
+            _logger.warning("otel_rag.configure() was called again; the first configuration stays in effect")
+            return None
+        apply_sdk_defaults()
+        settings = _load_settings()
+        if settings.sdk_disabled:
+            setup_logging(settings, provider=None)
+            _configured = True
+            return settings
+        _check_exporters(settings)
+        redactor = Redactor(settings.redact_keys, settings.redact_patterns)
+
+        def export_span_processor(span_exporter: SpanExporter, *args: Any, **kwargs: Any) -> BatchSpanProcessor:
+            return BatchSpanProcessor(RedactingSpanExporter(span_exporter, redactor))
+
+        def export_log_processor(exporter: LogRecordExporter, *args: Any, **kwargs: Any) -> Any:
+            return BatchLogRecordProcessor(exporter)
+
+        _initialize_components(
+            setup_logging_handler=False,
+            span_processors=[UserSpanProcessor()],
+            export_span_processor=export_span_processor,
+            export_log_record_processor=export_log_processor,
+            **sdk_kwargs,
+        )
+        bridge = _logs.get_logger_provider() if settings.logs_exporter else None
+        setup_logging(settings, provider=bridge)
+        propagate_context_to_threads(settings.thread_context)
+        _configured = True
+        return settings
+
+
+class OtelRagConfigurator(_OTelSDKConfigurator):
+    """The `opentelemetry_configurator` entry point `otel_rag`, run by `opentelemetry-instrument`."""
+
+    def _configure(self, **kwargs: Any) -> None:
+        configure(**kwargs)

@@ -1,0 +1,361 @@
+"""Structured logs: structlog and stdlib logging as one JSON schema on stdout, with trace context, and the same
+records bridged into the OTel LoggerProvider.
+
+The pipeline is a list of plain structlog processors `(logger, method, event_dict) -> event_dict`:
+
+    merge_contextvars -> enrich (timestamp, level, logger, service, trace_id, span_id, user_id)
+    -> format_exception -> redact -> bridge to OTel (when a log exporter is configured) -> render JSON/console
+
+structlog loggers run it directly; stdlib records (uvicorn, gunicorn, any library) reach it through
+`JsonLogHandler`, which replaces the console handlers those libraries install. Both write whole lines through one
+`_StdoutLogger`, so the two sources never interleave inside a line.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, MutableMapping
+from typing import Any, cast
+
+import orjson
+import structlog
+from opentelemetry import trace
+from opentelemetry._logs import Logger as OTelLogger
+from opentelemetry._logs import LoggerProvider, SeverityNumber
+
+from .config import Settings
+from .redaction import Redactor
+from .tracing import ENDUSER_ID, FAILED_REQUEST_ATTR, _attribute_value, _request_user
+
+__all__ = ["JsonLogHandler", "adopt_console_handlers", "get_logger", "setup_logging"]
+
+EventDict = MutableMapping[str, Any]
+Processor = Callable[[Any, str, EventDict], Any]
+
+_LEVELS = {
+    "debug": "debug",
+    "info": "info",
+    "warn": "warning",
+    "warning": "warning",
+    "error": "error",
+    "exception": "error",
+    "critical": "critical",
+    "fatal": "critical",
+    "msg": "info",
+    "log": "info",
+}
+_SEVERITY = {
+    "debug": SeverityNumber.DEBUG,
+    "info": SeverityNumber.INFO,
+    "warning": SeverityNumber.WARN,
+    "error": SeverityNumber.ERROR,
+    "critical": SeverityNumber.FATAL,
+}
+# Keys of the line itself; everything else is the call's own key/values (and becomes an OTel attribute).
+_LINE_KEYS = frozenset(("timestamp", "level", "logger", "event", "service", "trace_id", "span_id", "user_id"))
+_CREATED = "_otel_rag_created"  # stdlib record time, carried from the handler to `enrich`
+
+
+def get_logger(name: str | None = None, **initial_values: Any) -> Any:
+    """A structlog logger; `name` defaults to the calling module's name."""
+    if name is None:
+        name = sys._getframe(1).f_globals.get("__name__", "app")
+    return structlog.get_logger().bind(logger=name, **initial_values)
+
+
+# -- processors ---------------------------------------------------------------------------------------------
+
+
+class _Timestamps:
+    """ISO 8601 UTC timestamps with microseconds; the date-time prefix is formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def format(self, epoch: float) -> str:
+        second = int(epoch)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}.{int((epoch - second) * 1_000_000):06d}Z"
+
+
+def make_enricher(service: str) -> Processor:
+    """Build the processor that gives every line the common schema, in a stable key order."""
+    timestamps = _Timestamps()
+    get_span = trace.get_current_span
+
+    def enrich(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+        created = event_dict.pop(_CREATED, None)
+        epoch = created if created is not None else time.time()
+        span_context = get_span().get_span_context()
+        valid = span_context.is_valid
+        box = _request_user.get()
+        if not valid:  # e.g. the server's "Exception in ASGI application", logged after the request ended
+            failed = _failed_request(event_dict.get("exc_info"))
+            if failed is not None:
+                span_context, box = failed
+                valid = True
+        line: dict[str, Any] = {
+            "timestamp": timestamps.format(epoch),
+            "level": _LEVELS.get(method_name, method_name),
+            "logger": event_dict.pop("logger", None),
+            "event": event_dict.pop("event", None),
+            "service": service,
+            "trace_id": format(span_context.trace_id, "032x") if valid else None,
+            "span_id": format(span_context.span_id, "016x") if valid else None,
+        }
+        if box is not None and box.user_id is not None:
+            line["user_id"] = box.user_id
+        line.update(event_dict)
+        return line
+
+    return enrich
+
+
+def _failed_request(exc_info: Any) -> Any:
+    """The (span context, user box) the HTTP middleware left on an exception that escaped a request."""
+    error = exc_info[1] if isinstance(exc_info, tuple) else exc_info
+    return getattr(error, FAILED_REQUEST_ATTR, None) if isinstance(error, BaseException) else None
+
+
+def format_exception(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+    """Turn `exc_info` into `exception` (the traceback text) and `exception_type`."""
+    exc_info = event_dict.pop("exc_info", None)
+    if not exc_info:
+        return event_dict
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    elif isinstance(exc_info, BaseException):
+        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+    if exc_info[0] is not None:
+        event_dict["exception_type"] = exc_info[0].__qualname__
+        event_dict["exception"] = "".join(traceback.format_exception(*exc_info)).rstrip()
+    return event_dict
+
+
+def make_redactor(redactor: Redactor) -> Processor:
+    def redact(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+        for key, value in event_dict.items():
+            if key in _LINE_KEYS and key != "event":
+                continue
+            new = redactor.scrub_value(key, value)
+            if new is not value:
+                event_dict[key] = new
+        return event_dict
+
+    return redact
+
+
+class OTelBridge:
+    """Emits each line into the OTel LoggerProvider with the current trace context.
+
+    Records produced while exporting (the SDK logging about itself) are not bridged back, or a failing
+    exporter would feed itself forever.
+    """
+
+    def __init__(self, provider: LoggerProvider) -> None:
+        self._provider = provider
+        self._loggers: dict[str, OTelLogger] = {}
+        self._busy = threading.local()
+
+    def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+        name = event_dict.get("logger") or "app"
+        if getattr(self._busy, "active", False) or name.startswith("opentelemetry"):
+            return event_dict
+        self._busy.active = True
+        try:
+            otel_logger = self._loggers.get(name)
+            if otel_logger is None:
+                otel_logger = self._loggers.setdefault(name, self._provider.get_logger(name))
+            attributes = {
+                key: _attribute_value(value)
+                for key, value in event_dict.items()
+                if key not in _LINE_KEYS and value is not None
+            }
+            if "user_id" in event_dict:
+                attributes[ENDUSER_ID] = event_dict["user_id"]
+            if "exception" in event_dict:
+                attributes["exception.stacktrace"] = attributes.pop("exception")
+                attributes["exception.type"] = attributes.pop("exception_type", "")
+            level = event_dict.get("level", "info")
+            otel_logger.emit(
+                severity_number=_SEVERITY.get(level, SeverityNumber.INFO),
+                severity_text=level.upper(),
+                body=event_dict.get("event"),
+                attributes=attributes,
+            )
+        finally:
+            self._busy.active = False
+        return event_dict
+
+
+def render_json(logger: Any, method_name: str, event_dict: EventDict) -> bytes:
+    return orjson.dumps(event_dict, default=str, option=orjson.OPT_NON_STR_KEYS)
+
+
+# -- output -------------------------------------------------------------------------------------------------
+
+
+class _StdoutLogger:
+    """Writes each rendered line to whatever `sys.stdout` is now, in one write, and flushes it."""
+
+    def _write(self, line: bytes | str) -> None:
+        stream = sys.stdout
+        buffer = getattr(stream, "buffer", None)
+        if buffer is not None:
+            buffer.write((line if isinstance(line, bytes) else line.encode()) + b"\n")
+            buffer.flush()
+        else:
+            stream.write((line.decode() if isinstance(line, bytes) else line) + "\n")
+            stream.flush()
+
+    msg = log = debug = info = warn = warning = error = critical = exception = fatal = failure = _write
+
+
+_STDOUT = _StdoutLogger()
+
+
+def _stdout_logger_factory(*args: Any) -> _StdoutLogger:
+    return _STDOUT
+
+
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
+
+
+class JsonLogHandler(logging.Handler):
+    """A stdlib handler that sends records through the otel-rag processors, one line each."""
+
+    def __init__(self, processors: list[Processor]) -> None:
+        super().__init__()
+        self._processors = processors
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # The same handler may sit on a logger and on one of its ancestors: write each record once.
+        if getattr(record, "_otel_rag_written", False):
+            return
+        record._otel_rag_written = True
+        try:
+            event_dict: EventDict = {
+                "logger": record.name,
+                "event": record.getMessage(),
+                _CREATED: record.created,
+            }
+            for key, value in record.__dict__.items():
+                if key not in _RECORD_FIELDS and not key.startswith("_") and key != "color_message":
+                    event_dict[key] = value
+            if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
+                client, method, path, _version, status = record.args
+                event_dict.update(
+                    {
+                        "client.address": client,
+                        "http.request.method": method,
+                        "url.path": path,
+                        "http.response.status_code": status,
+                    }
+                )
+            if record.exc_info:
+                event_dict["exc_info"] = record.exc_info
+            method_name = record.levelname.lower()
+            result: Any = event_dict
+            for processor in self._processors:
+                result = processor(None, method_name, result)
+            _STDOUT.msg(result)
+        except Exception:
+            self.handleError(record)
+
+
+def _is_replaceable(handler: logging.Handler) -> bool:
+    """A handler writing to the console (or an earlier instance of ours)."""
+    if isinstance(handler, JsonLogHandler):
+        return True
+    if not isinstance(handler, logging.StreamHandler) or isinstance(handler, logging.FileHandler):
+        return False
+    return handler.stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+
+
+_handler: JsonLogHandler | None = None
+
+
+def adopt_console_handlers() -> None:
+    """Replace every stdout/stderr handler of every logger by ours, and make sure the root logger has it.
+
+    Libraries (uvicorn, gunicorn) install their own console handlers with their own text formats; replacing
+    them in place keeps their levels and propagation, and gives one JSON schema for every line.
+    """
+    handler = _handler
+    if handler is None:
+        return
+    loggers = [logging.getLogger()]
+    loggers += [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    for logger in loggers:
+        if not any(_is_replaceable(h) for h in logger.handlers):
+            continue
+        replaced: list[logging.Handler] = []
+        for existing in logger.handlers:
+            new = handler if _is_replaceable(existing) else existing
+            if new not in replaced:
+                replaced.append(new)
+        logger.handlers = replaced
+    root = logging.getLogger()
+    if handler not in root.handlers:
+        root.addHandler(handler)
+
+
+def _after(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a logging configuration function so our handlers are re-adopted after it runs."""
+    if getattr(func, "_otel_rag_wrapped", False):
+        return func
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = func(*args, **kwargs)
+        adopt_console_handlers()
+        return result
+
+    wrapper._otel_rag_wrapped = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def build_processors(settings: Settings, provider: LoggerProvider | None) -> list[Processor]:
+    processors: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        make_enricher(settings.service_name),
+        format_exception,
+        make_redactor(Redactor(settings.redact_keys, settings.redact_patterns)),
+    ]
+    if provider is not None:
+        processors.append(OTelBridge(provider))
+    if settings.log_format == "console":
+        processors.append(structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty()))
+    else:
+        processors.append(render_json)
+    return processors
+
+
+def setup_logging(settings: Settings, provider: LoggerProvider | None) -> None:
+    """Configure structlog and (unless OTEL_RAG_LOG_STDLIB=false) the stdlib root logger.
+
+    `provider` is the LoggerProvider to bridge into, or None when no log exporter would receive the records.
+    """
+    global _handler
+    processors = build_processors(settings, provider)
+    level = logging.getLevelNamesMapping()[settings.log_level.upper()]
+    structlog.configure(
+        processors=cast(Any, processors),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=_stdout_logger_factory,
+        cache_logger_on_first_use=True,
+    )
+    if not settings.log_stdlib:
+        return
+    _handler = JsonLogHandler(processors)
+    logging.getLogger().setLevel(level)
+    adopt_console_handlers()
+    logging.config.dictConfig = _after(logging.config.dictConfig)
+    logging.config.fileConfig = _after(logging.config.fileConfig)

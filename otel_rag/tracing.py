@@ -1,0 +1,213 @@
+"""Spans for application code and the request's user, carried through async tasks and threads.
+
+`trace_span` is one object that works as a context manager and as a decorator (sync or async): the span is
+timed, nested under whatever is current, and an exception marks it as an error, is recorded and re-raised.
+`set_user` attaches a user id to the current request so that every log line and every span after it carry it.
+`propagate_context_to_threads` makes ThreadPoolExecutor (and so `loop.run_in_executor`) run work in a copy of
+the caller's context, which the standard library does not do on its own.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import contextvars
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar, cast
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+__all__ = [
+    "ENDUSER_ID",
+    "UserSpanProcessor",
+    "current_trace_id",
+    "current_user",
+    "propagate_context_to_threads",
+    "set_user",
+    "trace_span",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ENDUSER_ID = "enduser.id"
+# A proxy until the SDK is configured, then the real tracer: safe to create at import time.
+_tracer = trace.get_tracer("otel_rag")
+
+
+class _RequestUser:
+    """A mutable box shared by everything that runs for one request.
+
+    A sync FastAPI endpoint runs in a worker thread with a *copy* of the request's context; setting a plain
+    ContextVar there would not be seen by the middleware or the access log. Mutating a shared box is.
+    """
+
+    __slots__ = ("root_span", "user_id")
+
+    def __init__(self, user_id: str | None = None, root_span: Span | None = None) -> None:
+        self.user_id = user_id
+        self.root_span = root_span
+
+
+# Set on an exception that escaped a request, so the server's own error log line can name the trace and user.
+FAILED_REQUEST_ATTR = "_otel_rag_failed_request"
+
+_request_user: contextvars.ContextVar[_RequestUser | None] = contextvars.ContextVar(
+    "otel_rag_request_user", default=None
+)
+
+
+def begin_request(user_id: str | None, root_span: Span) -> contextvars.Token[_RequestUser | None]:
+    """Called by the HTTP middleware: a fresh user box for this request."""
+    return _request_user.set(_RequestUser(user_id, root_span))
+
+
+def end_request(token: contextvars.Token[_RequestUser | None], error: BaseException | None = None) -> None:
+    box = _request_user.get()
+    if error is not None and box is not None and box.root_span is not None:
+        with contextlib.suppress(AttributeError):  # exceptions with __slots__ cannot carry it
+            setattr(error, FAILED_REQUEST_ATTR, (box.root_span.get_span_context(), box))
+    _request_user.reset(token)
+
+
+def set_user(user_id: str | None) -> None:
+    """Attach a user id to the current request (or, outside a request, to the current context).
+
+    Every log line after this carries `user_id`; the request's server span and every span started after
+    this carry `enduser.id`.
+    """
+    box = _request_user.get()
+    if box is None:
+        box = _RequestUser()
+        _request_user.set(box)
+    box.user_id = user_id
+    if user_id is None:
+        return
+    current = trace.get_current_span()
+    if current.is_recording():
+        current.set_attribute(ENDUSER_ID, user_id)
+    if box.root_span is not None and box.root_span is not current and box.root_span.is_recording():
+        box.root_span.set_attribute(ENDUSER_ID, user_id)
+
+
+def current_user() -> str | None:
+    box = _request_user.get()
+    return box.user_id if box is not None else None
+
+
+def current_trace_id() -> str | None:
+    """The current trace id as 32 lowercase hex characters, or None outside a trace."""
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
+class UserSpanProcessor(SpanProcessor):
+    """Stamps `enduser.id` on every span started while a user is known."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        box = _request_user.get()
+        if box is not None and box.user_id is not None:
+            span.set_attribute(ENDUSER_ID, box.user_id)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def _attribute_value(value: Any) -> AttributeValue:
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, bool, int, float)) for v in value):
+        return cast(AttributeValue, list(value))
+    return str(value)
+
+
+class trace_span:  # lower case: used like a function, `with trace_span("x")` / `@trace_span("x")`
+    """A span around a block or a function, sync or async.
+
+    >>> with trace_span("rerank", top_k=5) as span:
+    ...     span.set_attribute("rag.result_count", 3)
+
+    >>> @trace_span("load_index")
+    ... async def load_index(): ...
+
+    Without a name, a decorated function's qualified name is used. Attribute values that OTel cannot hold
+    (dicts, objects) are stored as their string form.
+    """
+
+    def __init__(self, name: str | None = None, /, **attributes: Any) -> None:
+        self._name = name
+        self._attributes = {key: _attribute_value(value) for key, value in attributes.items()}
+        self._stack: list[Any] = []
+
+    @contextmanager
+    def _span(self, name: str) -> Iterator[Span]:
+        with _tracer.start_as_current_span(
+            name, attributes=self._attributes, record_exception=False, set_status_on_exception=False
+        ) as span:
+            try:
+                yield span
+            except BaseException as exc:
+                if isinstance(exc, Exception):  # not for cancellation, KeyboardInterrupt or SystemExit
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                    span.set_attribute("error.type", type(exc).__qualname__)
+                raise
+
+    def __enter__(self) -> Span:
+        if self._name is None:
+            raise TypeError("trace_span needs a name when used as a context manager")
+        manager = self._span(self._name)
+        self._stack.append(manager)
+        return manager.__enter__()
+
+    def __exit__(self, *exc_info: Any) -> bool | None:
+        return cast(bool | None, self._stack.pop().__exit__(*exc_info))
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        name = self._name or func.__qualname__
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                with self._span(name):
+                    return await func(*args, **kwargs)
+
+            return cast(Callable[P, R], async_wrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            with self._span(name):
+                return func(*args, **kwargs)
+
+        return wrapper
+
+
+# -- context into thread pools ------------------------------------------------------------------------------
+
+_original_submit = concurrent.futures.ThreadPoolExecutor.submit
+
+
+def _submit_in_context(
+    self: concurrent.futures.ThreadPoolExecutor, fn: Callable[..., R], /, *args: Any, **kwargs: Any
+) -> concurrent.futures.Future[R]:
+    context = contextvars.copy_context()
+    return _original_submit(self, context.run, fn, *args, **kwargs)
+
+
+def propagate_context_to_threads(enabled: bool = True) -> None:
+    """Run ThreadPoolExecutor work (and `loop.run_in_executor`) in a copy of the submitting context."""
+    target = _submit_in_context if enabled else _original_submit
+    concurrent.futures.ThreadPoolExecutor.submit = target  # type: ignore[method-assign,assignment]
