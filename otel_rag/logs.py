@@ -13,6 +13,7 @@ structlog loggers run it directly; stdlib records (uvicorn, gunicorn, any librar
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import logging.config
 import sys
@@ -359,3 +360,13 @@ def setup_logging(settings: Settings, provider: LoggerProvider | None) -> None:
     adopt_console_handlers()
     logging.config.dictConfig = _after(logging.config.dictConfig)
     logging.config.fileConfig = _after(logging.config.fileConfig)
+    _adopt_gunicorn_logging()
+
+
+def _adopt_gunicorn_logging() -> None:
+    """gunicorn installs its console handlers directly (no dictConfig): re-adopt after its setup runs."""
+    if importlib.util.find_spec("gunicorn") is None:
+        return
+    from gunicorn import glogging
+
+    glogging.Logger.setup = _after(glogging.Logger.setup)

@@ -1,0 +1,110 @@
+"""instrument_app in-process: the middleware's span, headers, user id, metrics, and sub-apps traced once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from opentelemetry.trace import SpanKind, StatusCode
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+import otel_rag
+
+from .conftest import Sdk
+
+
+def _app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        return {"item": item_id}
+
+    @app.get("/who")
+    def who() -> dict[str, Any]:
+        otel_rag.set_user("from-code")  # in a worker thread: must still reach the server span
+        return {"user": "from-code"}
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("kaput")
+
+    async def sub_ok(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("sub")
+
+    app.mount("/sub", Starlette(routes=[Route("/ok", sub_ok)]))
+    return otel_rag.instrument_app(app, user_id_header="X-Tenant-User")
+
+
+def _get(app: Any, path: str, **headers: str) -> httpx.Response:
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get(path, headers=headers)
+
+    return asyncio.run(call())
+
+
+def test_server_span_headers_route_and_user(sdk: Sdk) -> None:
+    app = _app()
+    response = _get(app, "/items/7", **{"X-Tenant-User": "t-1"})
+    assert response.status_code == 200
+    (span,) = sdk.finished()
+    assert span.kind is SpanKind.SERVER
+    assert span.name == "GET /items/{item_id}"
+    assert span.attributes["http.route"] == "/items/{item_id}"
+    assert span.attributes["url.path"] == "/items/7"
+    assert span.attributes["enduser.id"] == "t-1"
+    assert response.headers["x-trace-id"] == format(span.context.trace_id, "032x")
+    assert response.headers["traceresponse"].split("-")[2] == format(span.context.span_id, "016x")
+
+
+def test_set_user_in_sync_endpoint_reaches_server_span(sdk: Sdk) -> None:
+    _get(_app(), "/who")
+    (span,) = sdk.finished()
+    assert span.attributes["enduser.id"] == "from-code"
+
+
+def test_unhandled_exception_is_an_error_span_and_500(sdk: Sdk) -> None:
+    response = _get(_app(), "/boom")
+    assert response.status_code == 500
+    assert "x-trace-id" in response.headers
+    (span,) = sdk.finished()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["error.type"] == "RuntimeError"
+    assert span.attributes["http.response.status_code"] == 500
+
+
+def test_mounted_sub_app_is_traced_once(sdk: Sdk) -> None:
+    response = _get(_app(), "/sub/ok")
+    assert response.text == "sub"
+    assert len(sdk.finished()) == 1
+
+
+def test_instrument_app_twice_is_harmless_and_metrics_are_recorded(sdk: Sdk) -> None:
+    app = _app()
+    otel_rag.instrument_app(app)
+    _get(app, "/items/1")
+    _get(app, "/nope")
+    assert len(sdk.finished()) == 2
+    points = sdk.metric_points("http.server.request.duration")
+    by_route = {(p.attributes.get("http.route"), p.attributes["http.response.status_code"]) for p in points}
+    assert ("/items/{item_id}", 200) in by_route
+    assert (None, 404) in by_route  # unmatched paths never become a route label (no cardinality blow-up)
+
+
+def test_uninstrumented_app_is_left_alone(sdk: Sdk) -> None:
+    app = FastAPI()
+
+    @app.get("/x")
+    async def x() -> dict[str, str]:
+        return {}
+
+    response = _get(app, "/x")
+    assert "x-trace-id" not in response.headers
+    # FastAPI's own native telemetry may trace it; ours does not touch an app nobody instrumented.
+    assert [span for span in sdk.finished() if span.instrumentation_scope.name == "otel_rag.http"] == []
