@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from opentelemetry import _logs
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk._configuration import _initialize_components, _OTelSDKConfigurator
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -24,6 +25,7 @@ from opentelemetry.util._importlib_metadata import entry_points
 from .config import LOGS_EXPORTER, METRICS_EXPORTER, SDK_DEFAULTS, TRACES_EXPORTER, ConfigError, Settings
 from .config import load_settings as _load_settings
 from .logs import setup_logging
+from .otlp import FastOTLPSpanExporter
 from .redaction import RedactingSpanExporter, Redactor
 from .tracing import UserSpanProcessor, propagate_context_to_threads
 
@@ -88,6 +90,9 @@ def configure(**sdk_kwargs: Any) -> Settings | None:
         redactor = Redactor(settings.redact_keys, settings.redact_patterns)
 
         def export_span_processor(span_exporter: SpanExporter, *args: Any, **kwargs: Any) -> BatchSpanProcessor:
+            if type(span_exporter) is OTLPSpanExporter:
+                # Same exporter, same settings; only the protobuf encoder differs (see otlp.py).
+                span_exporter.__class__ = FastOTLPSpanExporter
             return BatchSpanProcessor(RedactingSpanExporter(span_exporter, redactor))
 
         def export_log_processor(exporter: LogRecordExporter, *args: Any, **kwargs: Any) -> Any:
@@ -100,7 +105,9 @@ def configure(**sdk_kwargs: Any) -> Settings | None:
             export_log_record_processor=export_log_processor,
             **sdk_kwargs,
         )
-        bridge = _logs.get_logger_provider() if settings.logs_exporter else None
+        # Bridge log lines into OTel only when some log exporter will receive them: it costs ~20 us a line.
+        exporting_logs = any(name != "none" for name in settings.logs_exporter)
+        bridge = _logs.get_logger_provider() if exporting_logs else None
         setup_logging(settings, provider=bridge)
         propagate_context_to_threads(settings.thread_context)
         _configured = True

@@ -40,8 +40,6 @@ TRACERESPONSE_HEADER = b"traceresponse"
 _APP_FLAG = "_otel_rag_instrumented"  # in an app instance's __dict__
 _CLASS_FLAG = "_otel_rag_patched"  # on the Starlette class
 
-_tracer = trace.get_tracer("otel_rag.http")
-
 
 class _HeaderGetter(Getter[list[tuple[bytes, bytes]]]):
     """Reads propagation headers straight from the ASGI scope's raw header list."""
@@ -77,6 +75,14 @@ class TracingMiddleware:
     def __init__(self, app: ASGIApp, user_id_header: str = "x-user-id") -> None:
         self.app = app
         self._user_header = user_id_header.lower().encode("latin-1")
+        self._tracer: trace.Tracer | None = None
+
+    def _get_tracer(self) -> trace.Tracer:
+        # Resolved on first use, after the SDK is configured, so requests skip the API's proxy tracer.
+        tracer = trace.get_tracer_provider().get_tracer("otel_rag.http")
+        if not isinstance(tracer, trace.ProxyTracer):
+            self._tracer = tracer
+        return tracer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -97,7 +103,8 @@ class TracingMiddleware:
         client = scope.get("client")
         if client:
             attributes["client.address"] = client[0]
-        span = _tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+        tracer = self._tracer or self._get_tracer()
+        span = tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attributes)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         user_token = begin_request(user_id, span)
         span_context = span.get_span_context()
@@ -136,11 +143,11 @@ class TracingMiddleware:
             "http.response.status_code": status,
             "url.scheme": scope.get("scheme", "http"),
         }
+        span_attributes: dict[str, Any] = {"http.response.status_code": status}
         if route:
             metric_attributes["http.route"] = route
+            span_attributes["http.route"] = route
             span.update_name(f"{method} {route}")
-            span.set_attribute("http.route", route)
-        span.set_attribute("http.response.status_code", status)
         if error is not None:
             span.record_exception(error)
             error_type = type(error).__qualname__
@@ -149,9 +156,10 @@ class TracingMiddleware:
         else:
             error_type = None
         if error_type is not None:
-            span.set_attribute("error.type", error_type)
+            span_attributes["error.type"] = error_type
             span.set_status(Status(StatusCode.ERROR, error_type))
             metric_attributes["error.type"] = error_type
+        span.set_attributes(span_attributes)
         span.end()
         metrics.http_server_request_duration.record(time.perf_counter() - started, metric_attributes)
 

@@ -91,8 +91,11 @@ def make_enricher(service: str) -> Processor:
     """Build the processor that gives every line the common schema, in a stable key order."""
     timestamps = _Timestamps()
     get_span = trace.get_current_span
+    # Lines logged under the same span reuse its hex ids: (span context, trace hex, span hex).
+    last_ids: tuple[Any, str, str] = (None, "", "")
 
     def enrich(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+        nonlocal last_ids
         created = event_dict.pop(_CREATED, None)
         epoch = created if created is not None else time.time()
         span_context = get_span().get_span_context()
@@ -103,14 +106,21 @@ def make_enricher(service: str) -> Processor:
             if failed is not None:
                 span_context, box = failed
                 valid = True
+        if not valid:
+            trace_hex = span_hex = None
+        elif last_ids[0] is span_context:
+            trace_hex, span_hex = last_ids[1], last_ids[2]
+        else:
+            trace_hex, span_hex = format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
+            last_ids = (span_context, trace_hex, span_hex)
         line: dict[str, Any] = {
             "timestamp": timestamps.format(epoch),
             "level": _LEVELS.get(method_name, method_name),
             "logger": event_dict.pop("logger", None),
             "event": event_dict.pop("event", None),
             "service": service,
-            "trace_id": format(span_context.trace_id, "032x") if valid else None,
-            "span_id": format(span_context.span_id, "016x") if valid else None,
+            "trace_id": trace_hex,
+            "span_id": span_hex,
         }
         if box is not None and box.user_id is not None:
             line["user_id"] = box.user_id

@@ -53,6 +53,26 @@ _SECRET_VALUES = (
 )
 
 
+# Every secret pattern above contains one of these substrings; checking them (fast C substring scans) spares
+# the full regular expression, which costs microseconds per string, on the vast majority of values.
+def _may_hold_secret(text: str) -> bool:
+    return (  # unrolled: this runs for every string value of every record
+        "=" in text
+        or "://" in text
+        or "sk-" in text
+        or "eyJ" in text
+        or "AKIA" in text
+        or "lsv2_" in text
+        or "hp_" in text
+        or "ho_" in text
+        or "hu_" in text
+        or "hs_" in text
+        or "hr_" in text
+        or "earer" in text
+        or "EARER" in text
+    )
+
+
 def _alternation() -> re.Pattern[str]:
     seen: dict[str, int] = {}
     parts = []
@@ -82,7 +102,7 @@ class Redactor:
 
     def scrub_text(self, text: str) -> str:
         """Mask secret-looking substrings and PII inside free text."""
-        if self._value_pattern.search(text):
+        if _may_hold_secret(text) and self._value_pattern.search(text):
             text = self._value_pattern.sub(_mask_match, text)
         for pattern in self._pii_patterns:
             text = pattern.sub(REDACTED, text)

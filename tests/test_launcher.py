@@ -191,3 +191,24 @@ def test_unreachable_collector_does_not_break_the_app() -> None:
         assert app.stop() in (0, -15)
         assert time.monotonic() - started < 15  # the SDK gives up on the dead endpoint within its timeouts
     assert "Traceback" not in app.stderr()
+
+
+def test_log_lines_are_bridged_to_otlp_only_when_a_log_exporter_is_set(otlp: OtlpReceiver) -> None:
+    with launch_uvicorn(_env(otlp, OTEL_LOGS_EXPORTER="otlp")) as app:
+        app.wait_ready()
+        trace_id = httpx.get(app.url + "/hello", headers={"X-User-Id": "u-otlp"}).headers["x-trace-id"]
+        otlp.wait_for(lambda r: any(rec["trace_id"] == trace_id for rec in r.logs))
+    records = [rec for rec in otlp.logs if rec["trace_id"] == trace_id]
+    composed = next(rec for rec in records if rec["body"] == "greeting.composed")
+    assert composed["attributes"]["enduser.id"] == "u-otlp"
+    assert composed["attributes"]["api_key"] == "[REDACTED]"
+    assert composed["scope"] == "hello"
+    assert {rec["body"] for rec in records} >= {"greeting world", "greeting.composed"}
+
+
+def test_no_log_bridge_by_default(otlp: OtlpReceiver) -> None:
+    with launch_uvicorn(_env(otlp)) as app:
+        app.wait_ready()
+        httpx.get(app.url + "/hello")
+        otlp.wait_for(lambda r: len(r.spans) > 0)
+    assert otlp.logs == []
