@@ -1,19 +1,27 @@
-"""The `otel-rag` command: `config` (the effective configuration) and `doctor` (are the backends reachable).
+"""The `otel-rag` command: configuration and health (`config`, `doctor`), the store's schema (`migrate`,
+`partitions`), and the questions (`trace`, `errors`, `cost`, `logs`).
 
-Every command takes `--json`. Exit status: 0 fine, 1 a check failed, 2 bad input or bad configuration.
+Every command takes `--json`. Exit status: 0 fine, 1 a check failed or nothing found, 2 bad input or bad
+configuration. Store commands read OTEL_RAG_POSTGRES_DSN (the reader role is enough for the questions) or `--dsn`.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
+
 from .config import CATALOGUE, ConfigError, load_settings, masked
 from .doctor import run_checks
+from .store import queries, render
+from .store.migrate import drop_partitions_before, ensure_partitions, list_partitions, migrate
+from .store.queries import to_jsonable
 
 __all__ = ["main"]
 
@@ -70,6 +78,91 @@ def _doctor(args: argparse.Namespace) -> int:
     return 1 if any(result.status == "fail" for result in results) else 0
 
 
+def _store(args: argparse.Namespace) -> tuple[str, str]:
+    """(dsn, schema) for a store command, from --dsn or the environment."""
+    settings = load_settings()
+    dsn = args.dsn or settings.postgres_dsn
+    if not dsn:
+        raise ConfigError("OTEL_RAG_POSTGRES_DSN", "", "a postgresql:// URL (or pass --dsn)")
+    return dsn, settings.postgres_schema
+
+
+def _print(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(to_jsonable(data), indent=2) if args.json else text)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    dsn, schema = _store(args)
+    applied = migrate(dsn, schema)
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        today = dt.datetime.now(dt.UTC).date()
+        created = ensure_partitions(connection, schema, today - dt.timedelta(days=1), today + dt.timedelta(days=3))
+    names = [f"{m.version:04d}_{m.name}" for m in applied]
+    _print(
+        args,
+        {"applied": names, "partitions_created": created},
+        (f"applied: {', '.join(names)}" if names else "schema is up to date") + f"; partitions created: {created}",
+    )
+    return 0
+
+
+def _partitions(args: argparse.Namespace) -> int:
+    dsn, schema = _store(args)
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        today = dt.datetime.now(dt.UTC).date()
+        created = ensure_partitions(connection, schema, today, today + dt.timedelta(days=args.ahead))
+        dropped = []
+        if args.keep_days is not None:
+            dropped = drop_partitions_before(connection, schema, today - dt.timedelta(days=args.keep_days))
+        present = [f"{name}" for name, _day in list_partitions(connection, schema)]
+    _print(
+        args,
+        {"created": created, "dropped": dropped, "partitions": present},
+        f"created {created}, dropped {len(dropped)} ({', '.join(dropped) or '-'}); now: {', '.join(present)}",
+    )
+    return 0
+
+
+def _trace(args: argparse.Namespace) -> int:
+    dsn, schema = _store(args)
+    report = queries.debug_trace(dsn, args.trace_id, schema)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(render.render_trace(report, with_logs=not args.no_logs))
+    return 0
+
+
+def _errors(args: argparse.Namespace) -> int:
+    dsn, schema = _store(args)
+    entries = queries.find_errors(dsn, args.user, since=args.since, until=args.until, schema=schema, limit=args.limit)
+    _print(args, entries, render.render_errors(entries))
+    return 0
+
+
+def _cost(args: argparse.Namespace) -> int:
+    dsn, schema = _store(args)
+    lines = queries.trace_cost(dsn, args.trace_id, schema)
+    _print(args, lines, render.render_cost(args.trace_id, lines))
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    dsn, schema = _store(args)
+    lines = queries.search_logs(
+        dsn,
+        since=args.since,
+        until=args.until,
+        service=args.service,
+        level=args.level,
+        grep=args.grep,
+        schema=schema,
+        limit=args.limit,
+    )
+    _print(args, lines, render.render_logs(lines))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otel-rag", description=__doc__.splitlines()[0] if __doc__ else "")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -79,12 +172,52 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="check every configured backend and say what is wrong")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(run=_doctor)
+
+    def store_command(name: str, help_text: str, run: Any) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--json", action="store_true", help="machine-readable output")
+        command.add_argument("--dsn", help="PostgreSQL URL (default: OTEL_RAG_POSTGRES_DSN)")
+        command.set_defaults(run=run)
+        return command
+
+    store_command("migrate", "apply pending schema migrations and create the coming days' partitions", _migrate)
+    partitions = store_command("partitions", "create partitions ahead; drop whole days past retention", _partitions)
+    partitions.add_argument("--ahead", type=int, default=3, help="days of partitions to create ahead (default 3)")
+    partitions.add_argument("--keep-days", type=int, help="detach and drop partitions older than this many days")
+    trace = store_command("trace", "one trace: span waterfall, logs per span, totals", _trace)
+    trace.add_argument("trace_id", help="32 hexadecimal characters (the X-Trace-Id header)")
+    trace.add_argument("--no-logs", action="store_true", help="spans only")
+    errors = store_command("errors", "error spans and log lines of one user", _errors)
+    errors.add_argument("--user", required=True, help="the user id (X-User-Id / enduser.id)")
+    errors.add_argument("--since", default="-24h", help="start: -15m, -2h, -1d, 15:00 (today) or ISO (default -24h)")
+    errors.add_argument("--until", default="now", help="end, same forms (default now)")
+    errors.add_argument("--limit", type=int, default=200)
+    cost = store_command("cost", "cost and tokens of one trace, by stage", _cost)
+    cost.add_argument("trace_id")
+    logs = store_command("logs", "log lines in a time range", _logs)
+    logs.add_argument("--since", default="-1h", help="start: -15m, -2h, -1d, 15:00 (today) or ISO (default -1h)")
+    logs.add_argument("--until", default="now", help="end, same forms (default now)")
+    logs.add_argument("--service", help="only this service")
+    logs.add_argument("--level", help="this level and above: debug, info, warning, error, critical")
+    logs.add_argument("--grep", help="text contained in the message or attributes (case-insensitive)")
+    logs.add_argument("--limit", type=int, default=1000)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except (queries.InvalidInput, ConfigError) as error:
+        print(f"otel-rag: {error}", file=sys.stderr)
+        return 2
+    except queries.TraceNotFound as error:
+        print(f"otel-rag: {error}", file=sys.stderr)
+        return 1
+    except psycopg.OperationalError as error:
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        print(f"otel-rag: cannot reach the store: {first_line}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -119,6 +119,36 @@ def _url(raw: str) -> str:
     return raw.rstrip("/")
 
 
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(raw)
+        return value
+
+    return parse
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
+
+
+def _size(raw: str) -> int:
+    match = re.fullmatch(r"(\d+)\s*([a-zA-Z]*)", raw)
+    if not match or match[2].lower() not in _SIZE_UNITS:
+        raise ValueError(raw)
+    return int(match[1]) * _SIZE_UNITS[match[2].lower()]
+
+
+def _schema_name(raw: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,39}", raw):
+        raise ValueError(raw)
+    return raw
+
+
+def _path(raw: str) -> str:
+    return os.path.expanduser(raw)
+
+
 def _postgres_dsn(raw: str) -> str:
     if not (raw.startswith(("postgresql://", "postgres://")) or "=" in raw):
         raise ValueError(raw)
@@ -196,6 +226,63 @@ POSTGRES_DSN = Setting(
     "Postgres store for logs and spans (postgresql://user:password@host:port/db).",
     "a postgresql:// URL or a key=value connection string",
     secret=True,
+)
+
+POSTGRES_SCHEMA = Setting(
+    "OTEL_RAG_POSTGRES_SCHEMA",
+    _schema_name,
+    "otel_rag",
+    "Schema of the store's tables; also the prefix of its roles (<schema>_writer, _reader, _maintainer).",
+    "lower-case letters, digits and _, starting with a letter or _, at most 40 characters",
+)
+POSTGRES_BATCH_SIZE = Setting(
+    "OTEL_RAG_POSTGRES_BATCH_SIZE",
+    _int_range(1, 100_000),
+    "2000",
+    "Most records the sink writes in one COPY.",
+    "a whole number from 1 to 100000",
+)
+POSTGRES_FLUSH_INTERVAL = Setting(
+    "OTEL_RAG_POSTGRES_FLUSH_INTERVAL",
+    _int_range(1, 60_000),
+    "200",
+    "Longest a record waits in memory before the sink writes a (smaller) batch, in milliseconds.",
+    "a whole number of milliseconds from 1 to 60000",
+)
+POSTGRES_QUEUE_SIZE = Setting(
+    "OTEL_RAG_POSTGRES_QUEUE_SIZE",
+    _int_range(100, 10_000_000),
+    "100000",
+    "Records held in memory; past half of it, while Postgres is unavailable, the oldest move to the spool.",
+    "a whole number from 100 to 10000000",
+)
+POSTGRES_SHUTDOWN_TIMEOUT = Setting(
+    "OTEL_RAG_POSTGRES_SHUTDOWN_TIMEOUT",
+    _int_range(0, 600_000),
+    "10000",
+    "At exit, how long the sink may spend writing what is buffered before spooling the rest, in milliseconds.",
+    "a whole number of milliseconds from 0 to 600000",
+)
+SPOOL_DIR = Setting(
+    "OTEL_RAG_SPOOL_DIR",
+    _path,
+    "~/.local/state/otel-rag/spool",
+    "Local folder where records wait, durably, while Postgres is unavailable; replayed on recovery and restart.",
+    "a directory path",
+)
+SPOOL_MAX_BYTES = Setting(
+    "OTEL_RAG_SPOOL_MAX_BYTES",
+    _size,
+    "1GiB",
+    "Most disk the spool may use; past it records are dropped, counted and reported.",
+    "a size such as 1073741824, 512MiB or 1GiB",
+)
+SPOOL_FSYNC = Setting(
+    "OTEL_RAG_SPOOL_FSYNC",
+    _choice("always", "interval", "never"),
+    "always",
+    "When spooled data is forced to disk: after every write, at most once a second, or left to the OS.",
+    "always, interval, never",
 )
 
 SERVICE_NAME = Setting(
@@ -291,6 +378,14 @@ CATALOGUE: tuple[Setting[Any], ...] = (
     REDACT_KEYS,
     REDACT_PATTERNS,
     POSTGRES_DSN,
+    POSTGRES_SCHEMA,
+    POSTGRES_BATCH_SIZE,
+    POSTGRES_FLUSH_INTERVAL,
+    POSTGRES_QUEUE_SIZE,
+    POSTGRES_SHUTDOWN_TIMEOUT,
+    SPOOL_DIR,
+    SPOOL_MAX_BYTES,
+    SPOOL_FSYNC,
     SERVICE_NAME,
     RESOURCE_ATTRIBUTES,
     SDK_DISABLED,
@@ -329,6 +424,14 @@ class Settings:
     redact_keys: tuple[str, ...]
     redact_patterns: tuple[re.Pattern[str], ...]
     postgres_dsn: str | None
+    postgres_schema: str
+    postgres_batch_size: int
+    postgres_flush_interval_ms: int
+    postgres_queue_size: int
+    postgres_shutdown_timeout_ms: int
+    spool_dir: str
+    spool_max_bytes: int
+    spool_fsync: str
     service_name: str
     sdk_disabled: bool
     traces_exporter: tuple[str, ...]
@@ -367,6 +470,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redact_keys=values[REDACT_KEYS.env],
         redact_patterns=values[REDACT_PATTERNS.env],
         postgres_dsn=values[POSTGRES_DSN.env],
+        postgres_schema=values[POSTGRES_SCHEMA.env],
+        postgres_batch_size=values[POSTGRES_BATCH_SIZE.env],
+        postgres_flush_interval_ms=values[POSTGRES_FLUSH_INTERVAL.env],
+        postgres_queue_size=values[POSTGRES_QUEUE_SIZE.env],
+        postgres_shutdown_timeout_ms=values[POSTGRES_SHUTDOWN_TIMEOUT.env],
+        spool_dir=values[SPOOL_DIR.env],
+        spool_max_bytes=values[SPOOL_MAX_BYTES.env],
+        spool_fsync=values[SPOOL_FSYNC.env],
         service_name=_service_name(env),
         sdk_disabled=values[SDK_DISABLED.env],
         traces_exporter=values[TRACES_EXPORTER.env],

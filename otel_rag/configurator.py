@@ -19,6 +19,7 @@ from opentelemetry import _logs
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk._configuration import _initialize_components, _OTelSDKConfigurator
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.util._importlib_metadata import entry_points
 
@@ -27,6 +28,7 @@ from .config import load_settings as _load_settings
 from .logs import setup_logging
 from .otlp import FastOTLPSpanExporter
 from .redaction import RedactingSpanExporter, Redactor
+from .store.exporters import PostgresLogExporter, PostgresLogProcessor, PostgresSpanExporter, PostgresSpanProcessor
 from .tracing import UserSpanProcessor, propagate_context_to_threads
 
 __all__ = ["OtelRagConfigurator", "configure", "is_configured"]
@@ -89,13 +91,19 @@ def configure(**sdk_kwargs: Any) -> Settings | None:
         _check_exporters(settings)
         redactor = Redactor(settings.redact_keys, settings.redact_patterns)
 
-        def export_span_processor(span_exporter: SpanExporter, *args: Any, **kwargs: Any) -> BatchSpanProcessor:
+        def export_span_processor(span_exporter: SpanExporter, *args: Any, **kwargs: Any) -> SpanProcessor:
+            if isinstance(span_exporter, PostgresSpanExporter):
+                # The sink queues without I/O and redacts in its own thread: no second buffer that could drop.
+                span_exporter.writer.redactor = redactor
+                return PostgresSpanProcessor(span_exporter)
             if type(span_exporter) is OTLPSpanExporter:
                 # Same exporter, same settings; only the protobuf encoder differs (see otlp.py).
                 span_exporter.__class__ = FastOTLPSpanExporter
             return BatchSpanProcessor(RedactingSpanExporter(span_exporter, redactor))
 
         def export_log_processor(exporter: LogRecordExporter, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(exporter, PostgresLogExporter):
+                return PostgresLogProcessor(exporter)
             return BatchLogRecordProcessor(exporter)
 
         _initialize_components(

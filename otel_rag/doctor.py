@@ -75,10 +75,8 @@ def check_otlp(settings: Settings) -> CheckResult:
 def check_postgres(settings: Settings) -> CheckResult:
     if not settings.postgres_dsn:
         return CheckResult("postgres", "skip", "OTEL_RAG_POSTGRES_DSN is not set")
-    try:
-        import psycopg
-    except ImportError:
-        return CheckResult("postgres", "fail", "psycopg is not installed: pip install 'otel-rag[postgres]'")
+    import psycopg
+
     try:
         with psycopg.connect(settings.postgres_dsn, connect_timeout=int(_TIMEOUT_S)) as connection:
             row = connection.execute("select current_setting('server_version'), current_user").fetchone()

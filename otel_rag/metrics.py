@@ -7,9 +7,21 @@ module can be imported before the SDK is configured.
 
 from __future__ import annotations
 
-from opentelemetry import metrics
+from collections.abc import Callable, Iterable
 
-__all__ = ["HTTP_DURATION_BUCKETS", "http_server_request_duration"]
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+
+__all__ = [
+    "HTTP_DURATION_BUCKETS",
+    "http_server_request_duration",
+    "register_sink_gauges",
+    "sink_batch_duration",
+    "sink_dropped",
+    "sink_exported",
+    "sink_retried",
+    "sink_spooled",
+]
 
 _meter = metrics.get_meter("otel_rag")
 
@@ -22,3 +34,40 @@ http_server_request_duration = _meter.create_histogram(
     description="Duration of HTTP server requests.",
     explicit_bucket_boundaries_advisory=list(HTTP_DURATION_BUCKETS),
 )
+
+# -- the Postgres sink's own health ------------------------------------------------------------------------------
+
+sink_exported = _meter.create_counter(
+    "otel_rag.sink.exported", unit="{record}", description="Records written to the Postgres store, by signal."
+)
+sink_retried = _meter.create_counter(
+    "otel_rag.sink.retried", unit="{batch}", description="Batches retried because Postgres was unavailable."
+)
+sink_spooled = _meter.create_counter(
+    "otel_rag.sink.spooled", unit="{record}", description="Records moved to the local spool while Postgres was away."
+)
+sink_dropped = _meter.create_counter(
+    "otel_rag.sink.dropped",
+    unit="{record}",
+    description="Records lost: spool full, corrupted spool frames, or rows Postgres refused (quarantined), by reason.",
+)
+sink_batch_duration = _meter.create_histogram(
+    "otel_rag.sink.batch.duration", unit="s", description="Time to write one batch into Postgres."
+)
+
+
+def register_sink_gauges(queued: Callable[[], int], spooled_bytes: Callable[[], int]) -> None:
+    """Observable gauges for the sink's buffers; the callbacks are read at each metric collection."""
+
+    def observe_queued(options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(queued())]
+
+    def observe_spool(options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(spooled_bytes())]
+
+    _meter.create_observable_gauge(
+        "otel_rag.sink.queued", [observe_queued], unit="{record}", description="Records waiting in memory."
+    )
+    _meter.create_observable_gauge(
+        "otel_rag.sink.spool.size", [observe_spool], unit="By", description="Bytes waiting in the local spool."
+    )

@@ -149,36 +149,39 @@ class RedactingSpanExporter(SpanExporter):
         self._redactor = redactor
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self._exporter.export([self._redact(span) for span in spans])
-
-    def _redact(self, span: ReadableSpan) -> ReadableSpan:
-        attributes = self._redactor.scrub_mapping(span.attributes or {})
-        events = [self._redact_event(event) for event in span.events]
-        if attributes is None and all(new is old for new, old in zip(events, span.events, strict=True)):
-            return span
-        return ReadableSpan(
-            name=span.name,
-            context=span.context,
-            parent=span.parent,
-            resource=span.resource,
-            attributes=attributes if attributes is not None else span.attributes,
-            events=events,
-            links=span.links,
-            kind=span.kind,
-            status=span.status,
-            start_time=span.start_time,
-            end_time=span.end_time,
-            instrumentation_scope=span.instrumentation_scope,
-        )
-
-    def _redact_event(self, event: Event) -> Event:
-        attributes = self._redactor.scrub_mapping(event.attributes or {})
-        if attributes is None:
-            return event
-        return Event(event.name, attributes, event.timestamp)
+        return self._exporter.export([redact_span(span, self._redactor) for span in spans])
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self._exporter.force_flush(timeout_millis)
 
     def shutdown(self) -> None:
         self._exporter.shutdown()
+
+
+def redact_span(span: ReadableSpan, redactor: Redactor) -> ReadableSpan:
+    """The span itself when it holds no secret, else a copy with the secrets replaced."""
+    attributes = redactor.scrub_mapping(span.attributes or {})
+    events = [_redact_event(event, redactor) for event in span.events]
+    if attributes is None and all(new is old for new, old in zip(events, span.events, strict=True)):
+        return span
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes if attributes is not None else span.attributes,
+        events=events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def _redact_event(event: Event, redactor: Redactor) -> Event:
+    attributes = redactor.scrub_mapping(event.attributes or {})
+    if attributes is None:
+        return event
+    return Event(event.name, attributes, event.timestamp)

@@ -1,0 +1,186 @@
+"""A durable, size-bounded FIFO of rows on local disk, for when Postgres cannot take them.
+
+Layout: `<spool dir>/<owner>/` per process, holding a `lock` file (an exclusive flock while the process lives) and
+segment files named by creation time (`<ns>-<seq>.seg`), so they sort oldest first even across processes. A segment
+is a sequence of frames: 4-byte big-endian length, 4-byte CRC-32 of the payload, payload (JSON `[kind, row]`).
+A frame that is cut short (crash while writing) or fails its checksum ends the readable part of that segment; the
+frames before it are kept. A process that starts adopts the segments of owners whose lock is free (they died), so
+a restart replays what the previous run spooled.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import struct
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+__all__ = ["Segment", "Spool"]
+
+_HEADER = struct.Struct(">II")
+_SEGMENT_BYTES = 16 * 1024 * 1024
+Item = tuple[str, tuple[Any, ...]]
+
+
+@dataclass
+class Segment:
+    path: Path
+    items: list[Item]
+    corrupted: int  # frames lost to a checksum mismatch or a cut-short tail
+
+
+class Spool:
+    def __init__(self, directory: Path, max_bytes: int, fsync: str = "always", owner: str | None = None) -> None:
+        self.root = directory
+        self.max_bytes = max_bytes
+        self.fsync = fsync
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.dir = self.root / (owner or f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        self.dir.mkdir(exist_ok=True)
+        self._lock_file = (self.dir / "lock").open("a+b")
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._lock = threading.Lock()
+        self._current: BinaryIO | None = None
+        self._current_path: Path | None = None
+        self._sequence = 0
+        self._last_fsync = 0.0
+        self.adopt_orphans()
+        self._size = sum(path.stat().st_size for path in self.segments())
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def segments(self) -> list[Path]:
+        return sorted(self.dir.glob("*.seg"))
+
+    def has_data(self) -> bool:
+        return self._size > 0
+
+    def adopt_orphans(self) -> int:
+        """Take over the segments of spool owners that are no longer running; returns how many."""
+        adopted = 0
+        for other in self.root.iterdir():
+            if other == self.dir or not other.is_dir():
+                continue
+            lock_path = other / "lock"
+            try:
+                with lock_path.open("a+b") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    for segment in sorted(other.glob("*.seg")):
+                        segment.rename(self.dir / segment.name)
+                        adopted += 1
+                    for poison in other.glob("poison*.jsonl"):
+                        poison.rename(self.dir / f"{other.name}-{poison.name}")
+                shutil.rmtree(other, ignore_errors=True)
+            except BlockingIOError:
+                continue  # its owner is alive
+            except FileNotFoundError:
+                continue  # adopted by someone else meanwhile
+        return adopted
+
+    def append(self, items: Iterable[Item]) -> tuple[int, int]:
+        """Write items durably (per the fsync policy); returns (written, refused for lack of room)."""
+        written = refused = 0
+        with self._lock:
+            frames = []
+            for item in items:
+                payload = orjson.dumps(item)
+                frame = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+                if self._size + len(frame) > self.max_bytes:
+                    refused += 1
+                    continue
+                frames.append(frame)
+                self._size += len(frame)
+                written += 1
+            if frames:
+                stream = self._writable()
+                stream.write(b"".join(frames))
+                stream.flush()
+                self._sync(stream)
+                if stream.tell() >= _SEGMENT_BYTES:
+                    self._close_current()
+        return written, refused
+
+    def _writable(self) -> BinaryIO:
+        if self._current is None:
+            self._sequence += 1
+            self._current_path = self.dir / f"{time.time_ns():020d}-{self._sequence:06d}.seg"
+            self._current = self._current_path.open("ab")
+        return self._current
+
+    def _sync(self, stream: BinaryIO) -> None:
+        now = time.monotonic()
+        if self.fsync == "always" or (self.fsync == "interval" and now - self._last_fsync >= 1.0):
+            os.fsync(stream.fileno())
+            self._last_fsync = now
+
+    def _close_current(self) -> None:
+        if self._current is not None:
+            if self.fsync != "never":
+                os.fsync(self._current.fileno())
+            self._current.close()
+            self._current = None
+            self._current_path = None
+
+    def oldest(self) -> Segment | None:
+        """The oldest segment's readable items (the segment being written is closed first)."""
+        with self._lock:
+            segments = self.segments()
+            if not segments:
+                return None
+            if self._current_path == segments[0]:
+                self._close_current()
+            path = segments[0]
+        return read_segment(path)
+
+    def remove(self, segment: Segment) -> None:
+        with self._lock:
+            try:
+                size = segment.path.stat().st_size
+                segment.path.unlink()
+                self._size = max(0, self._size - size)
+            except FileNotFoundError:
+                pass
+
+    def quarantine(self, items: Iterable[Item], reason: str) -> None:
+        """Keep records that Postgres refuses (poison) for a person to look at, outside the replay path."""
+        with self._lock, (self.dir / "poison.jsonl").open("ab") as poison:
+            for item in items:
+                poison.write(orjson.dumps({"reason": reason, "kind": item[0], "row": item[1]}) + b"\n")
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_current()
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            if not any(self.dir.iterdir()) or [p.name for p in self.dir.iterdir()] == ["lock"]:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def read_segment(path: Path) -> Segment:
+    data = path.read_bytes()
+    items: list[Item] = []
+    offset = corrupted = 0
+    while offset + _HEADER.size <= len(data):
+        length, crc = _HEADER.unpack_from(data, offset)
+        payload = data[offset + _HEADER.size : offset + _HEADER.size + length]
+        if len(payload) < length or zlib.crc32(payload) != crc:
+            corrupted += 1
+            break
+        kind, row = orjson.loads(payload)
+        items.append((kind, tuple(row)))
+        offset += _HEADER.size + length
+    if offset < len(data) and corrupted == 0:
+        corrupted = 1  # a header cut short
+    return Segment(path, items, corrupted)
