@@ -164,6 +164,10 @@ def make_redactor(redactor: Redactor) -> Processor:
     return redact
 
 
+# The SDK's and our sink's own log lines: bridging them back into the pipeline that produced them could loop.
+_NOT_BRIDGED = ("opentelemetry", "otel_rag.store")
+
+
 class OTelBridge:
     """Emits each line into the OTel LoggerProvider with the current trace context.
 
@@ -178,7 +182,7 @@ class OTelBridge:
 
     def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
         name = event_dict.get("logger") or "app"
-        if getattr(self._busy, "active", False) or name.startswith("opentelemetry"):
+        if getattr(self._busy, "active", False) or name.startswith(_NOT_BRIDGED):
             return event_dict
         self._busy.active = True
         try:

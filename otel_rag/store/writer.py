@@ -42,7 +42,45 @@ __all__ = ["PostgresWriter", "WriterOptions", "shared_writer"]
 
 _logger = logging.getLogger("otel_rag.store")
 _TABLES = {"log": ("logs", LOG_COLUMNS), "span": ("spans", SPAN_COLUMNS)}
+_STAGE_TYPES = {
+    "time": "timestamptz",
+    "end_time": "timestamptz",
+    "duration_ms": "double precision",
+    "record_id": "uuid",
+    "severity_number": "smallint",
+    "attributes": "jsonb",
+    "events": "jsonb",
+    "resource": "jsonb",
+    "cost_usd": "numeric(18, 9)",
+    "input_tokens": "integer",
+    "output_tokens": "integer",
+} | {
+    column: "text"
+    for column in (
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "service_name",
+        "user_id",
+        "severity",
+        "logger",
+        "body",
+        "name",
+        "kind",
+        "status",
+        "status_message",
+        "scope",
+    )
+}
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+# Errors about a row's content: the row is poison, the rest of the batch is fine. Any other error (privileges, a
+# missing table, a server problem) is about the environment: retried and spooled like an outage, never dropped.
+_CONTENT_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
+_DROP_REASONS = {
+    "spool_full": "the spool at {dir} reached OTEL_RAG_SPOOL_MAX_BYTES={limit}",
+    "spool_corrupted": "a spool segment in {dir} failed its checksum",
+    "poison": "Postgres refused their content; they are kept in {dir}/poison.jsonl",
+}
 
 
 @dataclass(frozen=True)
@@ -75,6 +113,7 @@ class PostgresWriter:
         self._spool: Spool | None = None
         self._backoff = 0.0
         self._warned_drop = False
+        self._last_problem = ""
         self.stats = collections.Counter[str]()
         self._thread = self._start_thread()
         _WRITERS.add(self)
@@ -241,13 +280,9 @@ class PostgresWriter:
         metrics.sink_dropped.add(count, {"reason": reason})
         if not self._warned_drop:
             self._warned_drop = True
+            why = _DROP_REASONS[reason].format(dir=self.options.spool_dir, limit=self.options.spool_max_bytes)
             _logger.warning(
-                "otel-rag dropped %d records (%s): the spool at %s reached OTEL_RAG_SPOOL_MAX_BYTES=%d; "
-                "further drops are counted in otel_rag.sink.dropped",
-                count,
-                reason,
-                self.options.spool_dir,
-                self.options.spool_max_bytes,
+                "otel-rag dropped %d records: %s; further drops are counted in otel_rag.sink.dropped", count, why
             )
 
     def _replay_spool(self) -> bool:
@@ -296,19 +331,27 @@ class PostgresWriter:
             except psycopg.errors.UniqueViolation:
                 self.stats["deduplicated_batches"] += 1
                 self._copy(connection, items, staged=True)
-        except _CONNECTION_ERRORS as error:
-            self._close_connection()
-            self._backoff = min(max(self._backoff * 2, 0.25), 10.0) * random.uniform(0.8, 1.2)  # noqa: S311
-            self.stats["retried"] += 1
-            metrics.sink_retried.add(1)
-            _logger.debug("postgres unavailable (%s); retrying in %.2fs", error, self._backoff)
-            return False
-        except psycopg.Error as error:
+        except _CONTENT_ERRORS as error:
             self._isolate_poison(items, error)
             return True
+        except psycopg.Error as error:
+            self._unavailable(error)
+            return False
         self._backoff = 0.0
         self._record_success(items, time.perf_counter() - started)
         return True
+
+    def _unavailable(self, error: psycopg.Error) -> None:
+        self._close_connection()
+        self._backoff = min(max(self._backoff * 2, 0.25), 10.0) * random.uniform(0.8, 1.2)  # noqa: S311
+        self.stats["retried"] += 1
+        metrics.sink_retried.add(1)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if isinstance(error, _CONNECTION_ERRORS):
+            _logger.debug("postgres unavailable (%s); retrying in %.2fs", reason, self._backoff)
+        elif reason != self._last_problem:  # misconfiguration: say it once per distinct problem, keep retrying
+            _logger.error("postgres sink cannot write (%s): records are kept and retried", reason)
+        self._last_problem = reason
 
     def _record_success(self, items: list[Item], seconds: float) -> None:
         logs = sum(1 for kind, _ in items if kind == "log")
@@ -334,11 +377,14 @@ class PostgresWriter:
                     continue
                 column_list = sql.SQL(", ").join(map(sql.Identifier, columns))
                 target = sql.SQL("{}.{}").format(schema, sql.Identifier(table))
-                if staged:
+                if staged:  # the writer may not SELECT the table, so the stage is declared, not LIKE'd
                     stage = sql.Identifier(f"otel_rag_stage_{table}")
                     cursor.execute(
-                        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS").format(
-                            stage, target
+                        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
+                            stage,
+                            sql.SQL(", ").join(
+                                sql.SQL(f"{{}} {_STAGE_TYPES[c]}").format(sql.Identifier(c)) for c in columns
+                            ),
                         )
                     )
                     copy_into: sql.Composable = stage
