@@ -9,8 +9,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from otel_rag.store.migrate import available_migrations, drop_partitions_before, ensure_partitions, list_partitions
-from otel_rag.store.migrate import migrate
+from otel_rag.store.migrate import (
+    available_migrations,
+    drop_partitions_before,
+    ensure_partitions,
+    list_partitions,
+    migrate,
+)
 from tests.support.postgres import DEBIAN_PG15, Database, start_server
 from tests.support.processes import BIN
 

@@ -13,8 +13,12 @@ from opentelemetry.trace import Status, StatusCode
 
 from otel_rag.config import load_settings
 from otel_rag.logs import get_logger, setup_logging
-from otel_rag.store.exporters import PostgresLogExporter, PostgresLogProcessor
-from otel_rag.store.exporters import PostgresSpanExporter, PostgresSpanProcessor
+from otel_rag.store.exporters import (
+    PostgresLogExporter,
+    PostgresLogProcessor,
+    PostgresSpanExporter,
+    PostgresSpanProcessor,
+)
 from otel_rag.store.rows import Limits
 from otel_rag.store.writer import PostgresWriter, WriterOptions
 from otel_rag.tracing import set_user

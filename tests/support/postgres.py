@@ -14,7 +14,7 @@ from otel_rag.store.migrate import migrate
 
 DEBIAN_PG15 = Path("/usr/lib/postgresql/15/bin")
 LOGIN_ROLES = {"rag_writer": "otel_rag_writer", "rag_reader": "otel_rag_reader", "rag_maint": "otel_rag_maintainer"}
-ROLE_PASSWORD = "role-pw-for-tests"  # noqa: S105 - a throwaway cluster bound to 127.0.0.1
+ROLE_PASSWORD = "role-pw-for-tests"
 
 
 def scratch_dir(prefix: str) -> Path:
