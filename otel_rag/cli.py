@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -204,8 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _join_relative_times(argv: Sequence[str]) -> list[str]:
+    """`--since -15m` would read as an unknown option: make it `--since=-15m`."""
+    joined: list[str] = []
+    for token in argv:
+        if joined and joined[-1] in ("--since", "--until") and re.fullmatch(r"-\d+(\.\d+)?\s*[smhdw]", token):
+            joined[-1] = f"{joined[-1]}={token}"
+        else:
+            joined.append(token)
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_join_relative_times(sys.argv[1:] if argv is None else argv))
     try:
         return int(args.run(args))
     except (queries.InvalidInput, ConfigError) as error:

@@ -263,6 +263,13 @@ POSTGRES_SHUTDOWN_TIMEOUT = Setting(
     "At exit, how long the sink may spend writing what is buffered before spooling the rest, in milliseconds.",
     "a whole number of milliseconds from 0 to 600000",
 )
+SHUTDOWN_TIMEOUT = Setting(
+    "OTEL_RAG_SHUTDOWN_TIMEOUT",
+    _int_range(0, 600_000),
+    "10000",
+    "On SIGTERM, the longest all exporters together may take to flush before the process exits, in milliseconds.",
+    "a whole number of milliseconds from 0 to 600000",
+)
 SPOOL_DIR = Setting(
     "OTEL_RAG_SPOOL_DIR",
     _path,
@@ -383,6 +390,7 @@ CATALOGUE: tuple[Setting[Any], ...] = (
     POSTGRES_FLUSH_INTERVAL,
     POSTGRES_QUEUE_SIZE,
     POSTGRES_SHUTDOWN_TIMEOUT,
+    SHUTDOWN_TIMEOUT,
     SPOOL_DIR,
     SPOOL_MAX_BYTES,
     SPOOL_FSYNC,
@@ -429,6 +437,7 @@ class Settings:
     postgres_flush_interval_ms: int
     postgres_queue_size: int
     postgres_shutdown_timeout_ms: int
+    shutdown_timeout_ms: int
     spool_dir: str
     spool_max_bytes: int
     spool_fsync: str
@@ -475,6 +484,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         postgres_flush_interval_ms=values[POSTGRES_FLUSH_INTERVAL.env],
         postgres_queue_size=values[POSTGRES_QUEUE_SIZE.env],
         postgres_shutdown_timeout_ms=values[POSTGRES_SHUTDOWN_TIMEOUT.env],
+        shutdown_timeout_ms=values[SHUTDOWN_TIMEOUT.env],
         spool_dir=values[SPOOL_DIR.env],
         spool_max_bytes=values[SPOOL_MAX_BYTES.env],
         spool_fsync=values[SPOOL_FSYNC.env],

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
+import time
 from typing import Any
 
-from opentelemetry import _logs
+from opentelemetry import _logs, metrics, trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk._configuration import _initialize_components, _OTelSDKConfigurator
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
@@ -118,8 +120,56 @@ def configure(**sdk_kwargs: Any) -> Settings | None:
         bridge = _logs.get_logger_provider() if exporting_logs else None
         setup_logging(settings, provider=bridge)
         propagate_context_to_threads(settings.thread_context)
+        _flush_on_sigterm(settings.shutdown_timeout_ms / 1000)
         _configured = True
         return settings
+
+
+def shutdown_telemetry(timeout: float) -> bool:
+    """Flush and shut down every provider at once, waiting at most `timeout` seconds in all.
+
+    In parallel, because one slow backend (an OTLP endpoint that is down retries for half a minute) must not use
+    up the time another (the Postgres sink, which spools what it cannot write) needs. True when all finished.
+    """
+    threads = []
+    for provider in (trace.get_tracer_provider(), _logs.get_logger_provider(), metrics.get_meter_provider()):
+        shutdown = getattr(provider, "shutdown", None)
+        if shutdown is not None:
+            thread = threading.Thread(target=_quietly, args=(shutdown,), name="otel-rag-shutdown", daemon=True)
+            thread.start()
+            threads.append(thread)
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return not any(thread.is_alive() for thread in threads)
+
+
+def _quietly(shutdown: Any) -> None:
+    try:
+        shutdown()
+    except Exception:  # a failing exporter must not keep the others from flushing
+        _logger.exception("telemetry shutdown failed")
+
+
+def _flush_on_sigterm(timeout: float) -> None:
+    """Make SIGTERM flush telemetry before the process dies.
+
+    Servers such as uvicorn shut down gracefully on SIGTERM and then re-raise it with the handler that was there
+    before them; with the default handler the process dies without running atexit, losing whatever is buffered.
+    Installed only where nobody handles SIGTERM yet; after flushing, the signal's default action still happens.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM must not restart the flush
+        shutdown_telemetry(timeout)
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 class OtelRagConfigurator(_OTelSDKConfigurator):

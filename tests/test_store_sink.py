@@ -204,3 +204,31 @@ def test_emit_never_waits_for_the_database(store: Database) -> None:
     assert writer.force_flush(20)  # flush = durable: with Postgres away, that means spooled
     assert writer.stats["spooled"] == 5000
     writer.shutdown()
+
+
+def test_launcher_with_postgres_beside_otlp(store: Database, otlp: Any) -> None:
+    """`OTEL_TRACES_EXPORTER=otlp,postgres`: both receive; SIGTERM flushes the last request's rows."""
+    import httpx
+
+    from tests.support.processes import base_env, launch_uvicorn
+
+    env = base_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=otlp.endpoint,
+        OTEL_TRACES_EXPORTER="otlp,postgres",
+        OTEL_LOGS_EXPORTER="postgres",
+        OTEL_RAG_POSTGRES_DSN=store.dsn("rag_writer"),
+        OTEL_RAG_SPOOL_DIR=str(scratch_dir("spool-")),
+        OTEL_RAG_POSTGRES_FLUSH_INTERVAL="5000",  # nothing is written before shutdown unless shutdown flushes
+    )
+    with launch_uvicorn(env) as app:
+        app.wait_ready()
+        response = httpx.get(app.url + "/hello", headers={"X-User-Id": "pg-user"})
+        trace_id = response.headers["x-trace-id"]
+        otlp.wait_for(lambda r: any(s["trace_id"] == trace_id for s in r.spans))
+        app.stop()  # SIGTERM
+    names = store.scalar("SELECT array_agg(name ORDER BY name) FROM otel_rag.spans WHERE trace_id = %s", trace_id)
+    assert names == ["GET /hello", "compose_greeting"]
+    bodies = store.scalar("SELECT array_agg(body ORDER BY time) FROM otel_rag.logs WHERE trace_id = %s", trace_id)
+    assert "greeting.composed" in bodies and "greeting world" in bodies
+    assert store.scalar("SELECT count(DISTINCT user_id) FROM otel_rag.logs WHERE trace_id = %s", trace_id) == 1
+    assert store.scalar("SELECT max(user_id) FROM otel_rag.spans WHERE trace_id = %s", trace_id) == "pg-user"

@@ -276,9 +276,6 @@ def debug_trace(dsn: str, trace_id: str, schema: str = "otel_rag") -> TraceRepor
 def _build_report(trace_id: str, span_rows: list[dict[str, Any]], logs: list[LogLine]) -> TraceReport:
     starts = [row["time"] for row in span_rows] + [line.time for line in logs]
     start = min(starts)
-    ends = [row["time"] + dt.timedelta(milliseconds=row["duration_ms"]) for row in span_rows] + [
-        line.time for line in logs
-    ]
     nodes = {
         row["span_id"]: SpanNode(
             span_id=row["span_id"],
@@ -323,7 +320,10 @@ def _build_report(trace_id: str, span_rows: list[dict[str, Any]], logs: list[Log
     return TraceReport(
         trace_id=trace_id,
         start=start,
-        duration_ms=(max(ends) - start).total_seconds() * 1000,
+        duration_ms=max(
+            [n.offset_ms + n.duration_ms for n in nodes.values()]
+            + [(line.time - start).total_seconds() * 1000 for line in logs]
+        ),
         spans=ordered,
         orphan_logs=orphans,
         services=sorted({n.service for n in ordered} | {line.service for line in logs}),

@@ -1,0 +1,257 @@
+"""The query tools on seeded data (Python API and CLI), and that they use the indexes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Status, StatusCode
+
+from otel_rag.store import queries
+from otel_rag.store.exporters import (
+    PostgresLogExporter,
+    PostgresLogProcessor,
+    PostgresSpanExporter,
+    PostgresSpanProcessor,
+)
+from otel_rag.store.writer import PostgresWriter, WriterOptions
+from tests.support.postgres import Database, scratch_dir
+from tests.support.processes import BIN, base_env
+
+
+class Seeded:
+    def __init__(self, store: Database) -> None:
+        self.store = store
+        self.reader = store.dsn("rag_reader")
+        writer = PostgresWriter(WriterOptions(dsn=store.dsn("rag_writer"), spool_dir=scratch_dir("spool-")))
+        resource = Resource.create({"service.name": "rag-api"})
+        tracer_provider = TracerProvider(resource=resource)
+        tracer_provider.add_span_processor(PostgresSpanProcessor(PostgresSpanExporter(writer)))
+        logger_provider = LoggerProvider(resource=resource)
+        logger_provider.add_log_record_processor(PostgresLogProcessor(PostgresLogExporter(writer)))
+        tracer = tracer_provider.get_tracer("seed")
+        logger = logger_provider.get_logger("rag")
+        with tracer.start_as_current_span("POST /documents", attributes={"enduser.id": "bob"}) as root:
+            logger.emit(body="upload.received", attributes={"enduser.id": "bob", "bytes": 2048})
+            for stage, sleep in (("parse", 0.004), ("chunk", 0.001), ("embed", 0.012)):
+                attributes: dict[str, Any] = {"rag.stage": stage, "enduser.id": "bob"}
+                if stage == "embed":
+                    attributes |= {
+                        "gen_ai.usage.input_tokens": 300,
+                        "rag.cost_usd": 0.006,
+                        "gen_ai.request.model": "text-embedding-3-small",
+                    }
+                with tracer.start_as_current_span(f"rag.{stage}", attributes=attributes):
+                    time.sleep(sleep)
+                    logger.emit(body=f"{stage}.done", attributes={"enduser.id": "bob"})
+            with tracer.start_as_current_span(
+                "rag.generate",
+                attributes={
+                    "rag.stage": "generate",
+                    "enduser.id": "bob",
+                    "gen_ai.usage.input_tokens": 1000,
+                    "gen_ai.usage.output_tokens": 200,
+                    "rag.cost_usd": 0.0105,
+                    "gen_ai.request.model": "gpt-4o-mini",
+                },
+            ) as generate:
+                generate.set_status(Status(StatusCode.ERROR, "upstream timeout"))
+                generate.set_attribute("error.type", "TimeoutError")
+                from opentelemetry._logs import SeverityNumber
+
+                logger.emit(
+                    body="llm.failed boom 100%",
+                    severity_number=SeverityNumber.ERROR,
+                    severity_text="error",
+                    attributes={"enduser.id": "bob", "exception_type": "TimeoutError"},
+                )
+        self.trace_id = format(root.get_span_context().trace_id, "032x")
+        with tracer.start_as_current_span("GET /health", attributes={"enduser.id": "carol"}) as other:
+            other.set_status(Status(StatusCode.ERROR, "carol's own error"))
+        assert writer.force_flush(10)
+        writer.shutdown()
+
+
+@pytest.fixture
+def seeded(store: Database) -> Seeded:
+    return Seeded(store)
+
+
+def test_debug_trace_builds_the_tree_with_logs_and_totals(seeded: Seeded) -> None:
+    report = queries.debug_trace(seeded.reader, seeded.trace_id.upper())
+    assert [(s.name, s.depth) for s in report.spans] == [
+        ("POST /documents", 0),
+        ("rag.parse", 1),
+        ("rag.chunk", 1),
+        ("rag.embed", 1),
+        ("rag.generate", 1),
+    ]
+    offsets = [s.offset_ms for s in report.spans]
+    assert offsets == sorted(offsets) and offsets[0] == 0
+    assert report.spans[3].duration_ms >= 12
+    assert report.duration_ms >= report.spans[0].duration_ms
+    assert [line.message for line in report.spans[0].logs] == ["upload.received"]
+    assert [line.message for line in report.spans[4].logs] == ["llm.failed boom 100%"]
+    assert (report.input_tokens, report.output_tokens) == (1300, 200)
+    assert report.cost_usd == pytest.approx(0.0165)
+    assert report.errors == 2  # the generate span and its error log line
+    assert report.slowest_stage == "embed"
+    assert report.user_ids == ["bob"]
+    assert json.loads(json.dumps(report.to_dict()))["trace_id"] == seeded.trace_id
+
+
+def test_debug_trace_rejects_bad_ids_and_reports_missing_traces(seeded: Seeded) -> None:
+    for bad in ("xyz", "0" * 32, "a" * 31, "g" * 32, "'; drop table otel_rag.logs; --"):
+        with pytest.raises(queries.InvalidInput, match="32 hexadecimal"):
+            queries.debug_trace(seeded.reader, bad)
+    with pytest.raises(queries.TraceNotFound):
+        queries.debug_trace(seeded.reader, "f" * 32)
+
+
+def test_find_errors_of_one_user_in_a_time_range(seeded: Seeded) -> None:
+    errors = queries.find_errors(seeded.reader, "bob", since="-10m")
+    assert {(e.source, e.name) for e in errors} == {("span", "rag.generate"), ("log", "rag")}
+    span_error = next(e for e in errors if e.source == "span")
+    assert span_error.trace_id == seeded.trace_id
+    assert span_error.error_type == "TimeoutError" and span_error.message == "upstream timeout"
+    assert queries.find_errors(seeded.reader, "bob", since="-10m", until="-5m") == []
+    assert [e.name for e in queries.find_errors(seeded.reader, "carol", since="-10m")] == ["GET /health"]
+    with pytest.raises(queries.InvalidInput, match="empty"):
+        queries.find_errors(seeded.reader, "bob", since="now", until="-1h")
+
+
+def test_trace_cost_by_stage(seeded: Seeded) -> None:
+    lines = {line.stage: line for line in queries.trace_cost(seeded.reader, seeded.trace_id)}
+    assert lines["generate"].cost_usd == pytest.approx(0.0105)
+    assert lines["generate"].models == ["gpt-4o-mini"]
+    assert (lines["generate"].input_tokens, lines["generate"].output_tokens) == (1000, 200)
+    assert lines["embed"].cost_usd == pytest.approx(0.006)
+    assert lines["parse"].cost_usd is None  # no cost recorded is not zero cost
+    assert sum(line.cost_usd or 0 for line in lines.values()) == pytest.approx(0.0165)
+
+
+def test_search_logs_filters(seeded: Seeded) -> None:
+    every = queries.search_logs(seeded.reader, since="-10m")
+    assert [line.message for line in every][:2] == ["upload.received", "parse.done"]
+    errors = queries.search_logs(seeded.reader, since="-10m", level="error")
+    assert [line.message for line in errors] == ["llm.failed boom 100%"]
+    assert [x.message for x in queries.search_logs(seeded.reader, since="-10m", grep="BOOM 100%")] == [
+        "llm.failed boom 100%"
+    ]
+    assert queries.search_logs(seeded.reader, since="-10m", grep="100%%") == []  # % is literal, not a wildcard
+    assert queries.search_logs(seeded.reader, since="-10m", service="other") == []
+    with pytest.raises(queries.InvalidInput, match="level"):
+        queries.search_logs(seeded.reader, level="loud")
+
+
+def test_parse_time_forms() -> None:
+    now = dt.datetime(2026, 11, 29, 16, 0, tzinfo=dt.UTC)
+    assert queries.parse_time("-15m", now) == now - dt.timedelta(minutes=15)
+    assert queries.parse_time("-2h", now) == now - dt.timedelta(hours=2)
+    assert queries.parse_time("-1d", now) == now - dt.timedelta(days=1)
+    assert queries.parse_time("15:00", now) == dt.datetime(2026, 11, 29, 15, 0, tzinfo=dt.UTC)
+    assert queries.parse_time("15:30:10", now).second == 10
+    assert queries.parse_time("2026-11-28T10:00:00Z", now) == dt.datetime(2026, 11, 28, 10, tzinfo=dt.UTC)
+    assert queries.parse_time("now", now) == now
+    for bad in ("yesterday", "25:00", "-5x", ""):
+        with pytest.raises(queries.InvalidInput):
+            queries.parse_time(bad, now)
+
+
+def _cli(store: Database, *args: str) -> subprocess.CompletedProcess[str]:
+    env = base_env(OTEL_RAG_POSTGRES_DSN=store.dsn("rag_reader"))
+    return subprocess.run([str(BIN / "otel-rag"), *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_cli_trace_errors_cost_logs(seeded: Seeded) -> None:
+    result = _cli(seeded.store, "trace", seeded.trace_id)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"trace {seeded.trace_id}" in out and "█" in out
+    for name in ("POST /documents", "rag.parse", "rag.embed", "rag.generate", "upload.received"):
+        assert name in out
+    assert "✗" in out and "upstream timeout" in out
+    assert "1300 in / 200 out" in out and "$0.016500" in out
+    as_json = json.loads(_cli(seeded.store, "trace", seeded.trace_id, "--json").stdout)
+    assert len(as_json["spans"]) == 5
+    errors = json.loads(_cli(seeded.store, "errors", "--user", "bob", "--since", "-10m", "--json").stdout)
+    assert len(errors) == 2
+    cost = _cli(seeded.store, "cost", seeded.trace_id)
+    assert "generate" in cost.stdout and "$0.016500" in cost.stdout
+    logs = _cli(seeded.store, "logs", "--since", "-10m", "--level", "error", "--grep", "boom")
+    assert "llm.failed boom 100%" in logs.stdout and "parse.done" not in logs.stdout
+
+
+def test_cli_bad_input_exits_2_and_missing_exits_1(seeded: Seeded) -> None:
+    bad = _cli(seeded.store, "trace", "not-a-trace")
+    assert bad.returncode == 2 and "32 hexadecimal characters" in bad.stderr
+    bad_time = _cli(seeded.store, "logs", "--since", "last tuesday")
+    assert bad_time.returncode == 2 and "cannot read time" in bad_time.stderr
+    missing = _cli(seeded.store, "trace", "e" * 32)
+    assert missing.returncode == 1 and "not in the store" in missing.stderr
+    no_dsn = subprocess.run(
+        [str(BIN / "otel-rag"), "trace", "e" * 32], env=base_env(), capture_output=True, text=True, timeout=60
+    )
+    assert no_dsn.returncode == 2 and "OTEL_RAG_POSTGRES_DSN" in no_dsn.stderr
+
+
+def _real_seq_scans(plan: str) -> list[str]:
+    """Sequential scans other than of empty partitions (cost 0..0, which the planner reads for free)."""
+    return [line for line in plan.splitlines() if "Seq Scan" in line and "cost=0.00..0.00" not in line]
+
+
+def _plan(store: Database, query: Any, params: Any) -> str:
+    with psycopg.connect(store.dsn("rag_reader")) as connection:
+        rendered = query.as_string(connection)
+        rows = connection.execute(("EXPLAIN " + rendered).encode(), params).fetchall()
+    return "\n".join(row[0] for row in rows)
+
+
+def test_queries_use_the_indexes(store: Database) -> None:
+    now = dt.datetime.now(dt.UTC)
+    with psycopg.connect(store.admin_dsn, autocommit=True) as connection:
+        connection.execute("SELECT otel_rag.ensure_partitions(current_date - 2, current_date + 1)")
+        # 60k rows spread over two days, 2000 traces, 200 users: enough for the planner to prefer indexes.
+        connection.execute(
+            "INSERT INTO otel_rag.logs (time, record_id, trace_id, span_id, service_name, user_id, severity, "
+            "severity_number, body) SELECT now() - (i % 172800) * interval '1 second', gen_random_uuid(), "
+            "md5((i % 2000)::text), substr(md5(i::text), 1, 16), 'svc', 'user' || (i % 200), "
+            "CASE WHEN i % 50 = 0 THEN 'error' ELSE 'info' END, CASE WHEN i % 50 = 0 THEN 17 ELSE 9 END, "
+            "'line ' || i FROM generate_series(1, 60000) i"
+        )
+        connection.execute(
+            "INSERT INTO otel_rag.spans (time, end_time, duration_ms, trace_id, span_id, service_name, user_id, "
+            "name, kind, status) SELECT now() - (i % 172800) * interval '1 second', now(), 1.0, "
+            "md5((i % 2000)::text), substr(md5(i::text), 1, 16), 'svc', 'user' || (i % 200), 'op', 'INTERNAL', "
+            "CASE WHEN i % 40 = 0 THEN 'ERROR' ELSE 'UNSET' END FROM generate_series(1, 60000) i"
+        )
+        connection.execute("ANALYZE otel_rag.logs")
+        connection.execute("ANALYZE otel_rag.spans")
+    trace_id = store.scalar("SELECT md5('7')")
+    spans_plan = _plan(store, queries.trace_spans_sql("otel_rag"), (trace_id,))
+    assert "spans_key" in spans_plan or "_pkey" in spans_plan, spans_plan
+    assert not _real_seq_scans(spans_plan), spans_plan
+    logs_plan = _plan(store, queries.trace_logs_sql("otel_rag"), (trace_id,))
+    assert "Index" in logs_plan and not _real_seq_scans(logs_plan), logs_plan
+    errors_plan = _plan(
+        store,
+        queries.user_errors_sql("otel_rag"),
+        {"user": "user7", "start": now - dt.timedelta(hours=1), "end": now, "limit": 100},
+    )
+    # Either the (user_id, time) index or the errors-by-time partial index: both answer without scanning.
+    assert "Index Scan" in errors_plan and not _real_seq_scans(errors_plan), errors_plan
+    recent = _plan(
+        store,
+        queries.logs_sql("otel_rag", [queries.sql.SQL("time >= %(start)s"), queries.sql.SQL("time < %(end)s")]),
+        {"start": now - dt.timedelta(minutes=15), "end": now, "limit": 1000},
+    )
+    assert not _real_seq_scans(recent), recent
+    assert "_20" in recent  # partition pruning: only today's partition is read
