@@ -245,7 +245,7 @@ POSTGRES_BATCH_SIZE = Setting(
 POSTGRES_FLUSH_INTERVAL = Setting(
     "OTEL_RAG_POSTGRES_FLUSH_INTERVAL",
     _int_range(1, 60_000),
-    "200",
+    "50",
     "Longest a record waits in memory before the sink writes a (smaller) batch, in milliseconds.",
     "a whole number of milliseconds from 1 to 60000",
 )

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 
 import otel_rag
 
@@ -44,6 +44,23 @@ async def work(text: str = "one two three") -> dict[str, int]:
 def sync_endpoint() -> dict[str, str]:
     log.info("sync.handled")
     return {"ok": "yes"}
+
+
+@app.post("/upload")
+async def upload(request: Request) -> dict[str, object]:
+    """A toy document upload: parse, chunk and index, each stage a span with its own log lines."""
+    body = (await request.body()).decode("utf-8", "replace")
+    with otel_rag.trace_span("parse", **{"rag.stage": "parse", "rag.document.size": len(body)}):
+        text = " ".join(body.split())
+        log.info("document.parsed", characters=len(text))
+    with otel_rag.trace_span("chunk", **{"rag.stage": "chunk", "rag.chunk.size": 40}):
+        chunks = [text[i : i + 40] for i in range(0, len(text), 40)] or [""]
+        for index, chunk in enumerate(chunks):
+            log.info("chunk.created", chunk_index=index, characters=len(chunk))
+    with otel_rag.trace_span("index", **{"rag.stage": "index", "rag.chunk.count": len(chunks)}):
+        await asyncio.sleep(0.01)
+        log.info("document.indexed", chunks=len(chunks))
+    return {"chunks": len(chunks), "trace_id": otel_rag.current_trace_id() or ""}
 
 
 @app.get("/fail")

@@ -88,7 +88,7 @@ class WriterOptions:
     dsn: str
     schema: str = "otel_rag"
     batch_size: int = 2000
-    flush_interval: float = 0.2
+    flush_interval: float = 0.05
     queue_size: int = 100_000
     spool_dir: Path = Path(".otel-rag/spool")
     spool_max_bytes: int = 1 << 30
