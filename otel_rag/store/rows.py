@@ -8,9 +8,11 @@ attribute values over the limits are cut with a visible marker. A row is a plain
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
+import secrets
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -80,6 +82,8 @@ class Limits:
 
 def clean_text(text: str, limit: int) -> str:
     """Storable text: no NUL, valid UTF-8, at most `limit` characters (with a marker saying what was cut)."""
+    if len(text) <= limit and text.isascii() and "\x00" not in text:
+        return text  # the common case, decided in C
     if "\x00" in text:
         text = text.replace("\x00", "\ufffd")
     try:
@@ -118,6 +122,12 @@ def to_json(data: Mapping[str, Any] | Sequence[Any] | None, limits: Limits) -> s
     """jsonb text for attributes/events/resource, within the size limit."""
     if not data:
         return "[]" if isinstance(data, Sequence) and not isinstance(data, Mapping) else "{}"
+    try:  # fast path: serialisable as is, short enough that no single value can exceed its limit, no NUL
+        encoded = orjson.dumps(data if isinstance(data, (dict, list)) else dict(data))
+        if len(encoded) <= limits.max_value and b"\\u0000" not in encoded:
+            return encoded.decode()
+    except (TypeError, orjson.JSONEncodeError):
+        pass
     cleaned = _clean_value(data, limits)
     text = orjson.dumps(cleaned).decode()
     if len(text) > limits.max_attributes:
@@ -146,10 +156,60 @@ def _user(attributes: Mapping[str, Any]) -> str | None:
     return None
 
 
+_second_prefix: tuple[int, str] = (-1, "")
+
+
 def _iso(nanoseconds: int) -> str:
-    """An exact timestamptz literal (microseconds, UTC) without datetime objects."""
+    """An exact timestamptz literal (microseconds, UTC) without datetime objects; one strftime per second."""
+    global _second_prefix
     seconds, rest = divmod(nanoseconds, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest // 1000:06d}+00:00"
+    cached_second, prefix = _second_prefix
+    if seconds != cached_second:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _second_prefix = (seconds, prefix)
+    return f"{prefix}.{rest // 1000:06d}+00:00"
+
+
+class _RecordIds:
+    """Unique record ids, UUID-shaped: 64 random bits per process (re-drawn after fork) and a 64-bit counter."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            raw = secrets.token_hex(8)
+            self._prefix = f"{raw[:8]}-{raw[8:12]}-4{raw[13:16]}"
+            self._counter = itertools.count()
+        value = next(self._counter)
+        return f"{self._prefix}-{0x8000 | (value >> 48) & 0x3FFF:04x}-{value & 0xFFFFFFFFFFFF:012x}"
+
+
+_record_ids = _RecordIds()
+_resource_json: dict[int, tuple[Any, str, str]] = {}
+
+
+def _resource(resource: Any, limits: Limits) -> tuple[str, str]:
+    """(service name, jsonb text) of a resource; resources are few and long-lived, so both are computed once."""
+    cached = _resource_json.get(id(resource))
+    if cached is None or cached[0] is not resource:
+        attributes = dict(resource.attributes) if resource else {}
+        name = clean_text(str(attributes.get("service.name", "unknown_service")), 256)
+        if len(_resource_json) > 64:
+            _resource_json.clear()
+        cached = _resource_json[id(resource)] = (resource, name, to_json(attributes, limits))
+    return cached[1], cached[2]
+
+
+def _plain(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A plain dict of OTel attributes; copies the SDK's inner dict directly, which is many times faster."""
+    if not attributes:
+        return {}
+    inner = getattr(attributes, "_dict", None)
+    return dict(inner) if isinstance(inner, dict) else dict(attributes)
 
 
 def _first(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
@@ -161,8 +221,8 @@ def _first(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
 
 def log_row(record: ReadableLogRecord, limits: Limits) -> tuple[Any, ...]:
     log = record.log_record
-    attributes = dict(log.attributes or {})
-    resource = dict(record.resource.attributes) if record.resource else {}
+    attributes = _plain(log.attributes)
+    service, resource_json = _resource(record.resource, limits)
     timestamp = log.timestamp or log.observed_timestamp or 0
     severity_number = int(log.severity_number.value) if log.severity_number else 9
     severity = (log.severity_text or _SEVERITY_NAMES.get((severity_number - 1) // 4 * 4 + 1, "info")).lower()
@@ -172,17 +232,17 @@ def log_row(record: ReadableLogRecord, limits: Limits) -> tuple[Any, ...]:
     scope = record.instrumentation_scope
     return (
         _iso(timestamp),
-        str(uuid.uuid4()),
+        _record_ids.next(),
         format(log.trace_id, "032x") if log.trace_id else None,
         format(log.span_id, "016x") if log.span_id else None,
-        clean_text(str(resource.get("service.name", "unknown_service")), 256),
+        service,
         _user(attributes),
         clean_text(severity, 32),
         severity_number,
         clean_text(scope.name, 256) if scope else None,
         clean_text(body, limits.max_body) if body is not None else None,
         to_json(attributes, limits),
-        to_json(resource, limits),
+        resource_json,
         _number(_first(attributes, COST_KEYS)),
         _integer(_first(attributes, INPUT_TOKENS_KEYS)),
         _integer(_first(attributes, OUTPUT_TOKENS_KEYS)),
@@ -192,8 +252,8 @@ def log_row(record: ReadableLogRecord, limits: Limits) -> tuple[Any, ...]:
 def span_row(span: ReadableSpan, limits: Limits) -> tuple[Any, ...]:
     context = span.context
     assert context is not None
-    attributes = dict(span.attributes or {})
-    resource = dict(span.resource.attributes) if span.resource else {}
+    attributes = _plain(span.attributes)
+    service, resource_json = _resource(span.resource, limits)
     start = span.start_time or 0
     end = span.end_time or start
     events = [
@@ -208,7 +268,7 @@ def span_row(span: ReadableSpan, limits: Limits) -> tuple[Any, ...]:
         format(context.trace_id, "032x"),
         format(context.span_id, "016x"),
         format(span.parent.span_id, "016x") if span.parent else None,
-        clean_text(str(resource.get("service.name", "unknown_service")), 256),
+        service,
         _user(attributes),
         clean_text(span.name, 1024),
         _KINDS[span.kind.value],
@@ -217,7 +277,7 @@ def span_row(span: ReadableSpan, limits: Limits) -> tuple[Any, ...]:
         clean_text(span.instrumentation_scope.name, 256) if span.instrumentation_scope else None,
         to_json(attributes, limits),
         to_json(events, limits),
-        to_json(resource, limits),
+        resource_json,
         _number(_first(attributes, COST_KEYS)),
         _integer(_first(attributes, INPUT_TOKENS_KEYS)),
         _integer(_first(attributes, OUTPUT_TOKENS_KEYS)),

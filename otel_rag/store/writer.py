@@ -216,9 +216,8 @@ class PostgresWriter:
             batch = self._take(self.options.batch_size)
             if not batch:
                 return
-            items = self._to_rows(batch)
-            if not self._write_items(items):
-                self._spill_items(items)  # keep order: these are older than anything still queued
+            if not self._write_items(batch):
+                self._spill(batch)  # keep order: these are older than anything still queued
                 self._relieve_memory()
                 return
 
@@ -238,18 +237,17 @@ class PostgresWriter:
         while len(self._queue) > high_water:
             self._spill(self._take(min(self.options.batch_size, len(self._queue) - high_water)))
 
+    def _row(self, kind: str, value: Any) -> tuple[Any, ...]:
+        """The table row of a queued item: an OTel record is converted; a row (from the spool) is itself."""
+        if isinstance(value, tuple):
+            return value
+        if kind == "log":
+            return log_row(value, self.options.limits)
+        span = redact_span(value, self.redactor) if self.redactor is not None else value
+        return span_row(span, self.options.limits)
+
     def _to_rows(self, batch: Iterable[tuple[str, Any]]) -> list[Item]:
-        limits = self.options.limits
-        items: list[Item] = []
-        for kind, record in batch:
-            if kind == "log":
-                items.append(("log", log_row(record, limits)))
-            elif kind == "span":
-                span = redact_span(record, self.redactor) if self.redactor is not None else record
-                items.append(("span", span_row(span, limits)))
-            else:  # already a row (from the spool or a failed batch)
-                items.append((kind, record))
-        return items
+        return [(kind, self._row(kind, value)) for kind, value in batch]
 
     # -- spool -----------------------------------------------------------------------------------------------------
 
@@ -318,8 +316,12 @@ class PostgresWriter:
                 self._connection.close()
             self._connection = None
 
-    def _write_items(self, items: list[Item]) -> bool:
-        """COPY the rows; True when they are stored (or isolated as poison), False when Postgres is away."""
+    def _write_items(self, items: list[tuple[str, Any]]) -> bool:
+        """COPY the items; True when they are stored (or isolated as poison), False when Postgres is away.
+
+        Records are converted to rows while the COPY streams, so the server indexes one part of the batch while
+        this thread converts the next; converted rows replace the records in `items`, ready for a retry.
+        """
         if not items:
             return True
         started = time.perf_counter()
@@ -353,7 +355,7 @@ class PostgresWriter:
             _logger.error("postgres sink cannot write (%s): records are kept and retried", reason)
         self._last_problem = reason
 
-    def _record_success(self, items: list[Item], seconds: float) -> None:
+    def _record_success(self, items: list[tuple[str, Any]], seconds: float) -> None:
         logs = sum(1 for kind, _ in items if kind == "log")
         self.stats["exported"] += len(items)
         metrics.sink_batch_duration.record(seconds)
@@ -362,18 +364,18 @@ class PostgresWriter:
         if len(items) - logs:
             metrics.sink_exported.add(len(items) - logs, {"signal": "traces"})
 
-    def _ensure_partitions(self, connection: psycopg.Connection[Any], items: list[Item]) -> None:
-        days = {dt.date.fromisoformat(row[0][:10]) for _, row in items} - self._partitions
+    def _ensure_partitions(self, connection: psycopg.Connection[Any], items: list[tuple[str, Any]]) -> None:
+        days = {_day(value) for _, value in items} - self._partitions
         if days:
             ensure_partitions(connection, self.options.schema, min(days), max(days))
             self._partitions |= set(_days_between(min(days), max(days)))
 
-    def _copy(self, connection: psycopg.Connection[Any], items: list[Item], staged: bool) -> None:
+    def _copy(self, connection: psycopg.Connection[Any], items: list[tuple[str, Any]], staged: bool) -> None:
         schema = sql.Identifier(self.options.schema)
         with connection.transaction(), connection.cursor() as cursor:
             for kind, (table, columns) in _TABLES.items():
-                rows = [row for item_kind, row in items if item_kind == kind]
-                if not rows:
+                positions = [index for index, (item_kind, _) in enumerate(items) if item_kind == kind]
+                if not positions:
                     continue
                 column_list = sql.SQL(", ").join(map(sql.Identifier, columns))
                 target = sql.SQL("{}.{}").format(schema, sql.Identifier(table))
@@ -391,7 +393,9 @@ class PostgresWriter:
                 else:
                     copy_into = target
                 with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(copy_into, column_list)) as copy:
-                    for row in rows:
+                    for index in positions:
+                        row = self._row(kind, items[index][1])
+                        items[index] = (kind, row)
                         copy.write_row(row)
                 if staged:
                     cursor.execute(
@@ -400,17 +404,27 @@ class PostgresWriter:
                         )
                     )
 
-    def _isolate_poison(self, items: list[Item], error: psycopg.Error) -> None:
+    def _isolate_poison(self, items: list[tuple[str, Any]], error: psycopg.Error) -> None:
         """Split the batch until the rows Postgres refuses are alone; write the others, quarantine those."""
         if len(items) == 1:
-            self.spool().quarantine(items, f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            self.spool().quarantine(self._to_rows(items), reason)
             self._dropped(1, "poison")
             _logger.warning("a record was refused by Postgres and quarantined: %s", str(error).splitlines()[0])
             return
         middle = len(items) // 2
         for half in (items[:middle], items[middle:]):
             if not self._write_items(half):
-                self._spill_items(half)
+                self._spill(half)
+
+
+def _day(value: Any) -> dt.date:
+    """The UTC day (partition) of a queued record or row."""
+    if isinstance(value, tuple):
+        return dt.date.fromisoformat(value[0][:10])
+    log = getattr(value, "log_record", None)
+    nanoseconds = (log.timestamp or log.observed_timestamp) if log is not None else value.start_time
+    return dt.datetime.fromtimestamp((nanoseconds or 0) / 1e9, dt.UTC).date()
 
 
 def _days_between(first: dt.date, last: dt.date) -> list[dt.date]:
