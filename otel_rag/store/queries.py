@@ -6,9 +6,10 @@ dataclasses that the CLI prints as a table or as JSON and the debug web API serv
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -189,6 +190,19 @@ def to_jsonable(value: Any) -> Any:
     return _jsonable(value)
 
 
+Target = str | psycopg.Connection[Any]
+
+
+@contextlib.contextmanager
+def _connected(target: Target) -> Iterator[psycopg.Connection[Any]]:
+    """A DSN opens a connection for the call; an open connection (a pool's, a server's) is used as it is."""
+    if isinstance(target, str):
+        with psycopg.connect(target) as connection:
+            yield connection
+    else:
+        yield target
+
+
 def _table(schema: str, name: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
 
@@ -262,12 +276,12 @@ def logs_sql(schema: str, conditions: Sequence[sql.Composable]) -> sql.Composed:
 # -- the questions ----------------------------------------------------------------------------------------------
 
 
-def debug_trace(dsn: str, trace_id: str, schema: str = "otel_rag") -> TraceReport:
+def debug_trace(dsn: Target, trace_id: str, schema: str = "otel_rag") -> TraceReport:
     """The span tree of one trace with start offsets and durations, each span's logs in order, and totals."""
     trace_id = validate_trace_id(trace_id)
-    with psycopg.connect(dsn, row_factory=dict_row) as connection:
-        span_rows = connection.execute(trace_spans_sql(schema), (trace_id,)).fetchall()
-        log_rows = connection.execute(trace_logs_sql(schema), (trace_id,)).fetchall()
+    with _connected(dsn) as connection, connection.cursor(row_factory=dict_row) as cursor:
+        span_rows = cursor.execute(trace_spans_sql(schema), (trace_id,)).fetchall()
+        log_rows = cursor.execute(trace_logs_sql(schema), (trace_id,)).fetchall()
     if not span_rows and not log_rows:
         raise TraceNotFound(f"trace {trace_id} is not in the store (yet?)")
     return _build_report(trace_id, span_rows, [_log_line(row) for row in log_rows])
@@ -340,7 +354,7 @@ def _build_report(trace_id: str, span_rows: list[dict[str, Any]], logs: list[Log
 
 
 def find_errors(
-    dsn: str,
+    dsn: Target,
     user_id: str,
     *,
     since: str | dt.datetime | None = None,
@@ -353,8 +367,8 @@ def find_errors(
         raise InvalidInput("a user id is required")
     start, end = _time_range(since, until)
     query = user_errors_sql(schema)
-    with psycopg.connect(dsn, row_factory=dict_row) as connection:
-        rows = connection.execute(query, {"user": user_id, "start": start, "end": end, "limit": limit}).fetchall()
+    with _connected(dsn) as connection, connection.cursor(row_factory=dict_row) as cursor:
+        rows = cursor.execute(query, {"user": user_id, "start": start, "end": end, "limit": limit}).fetchall()
     return [
         ErrorEntry(
             time=row["time"],
@@ -370,12 +384,12 @@ def find_errors(
     ]
 
 
-def trace_cost(dsn: str, trace_id: str, schema: str = "otel_rag") -> list[CostLine]:
+def trace_cost(dsn: Target, trace_id: str, schema: str = "otel_rag") -> list[CostLine]:
     """Cost and tokens of one trace by stage (spans only: a stage's log events repeat its span's figures)."""
     trace_id = validate_trace_id(trace_id)
     query = trace_cost_sql(schema)
-    with psycopg.connect(dsn, row_factory=dict_row) as connection:
-        rows = connection.execute(query, (trace_id,)).fetchall()
+    with _connected(dsn) as connection, connection.cursor(row_factory=dict_row) as cursor:
+        rows = cursor.execute(query, (trace_id,)).fetchall()
     if not rows:
         raise TraceNotFound(f"trace {trace_id} has no spans in the store")
     return [
@@ -392,7 +406,7 @@ def trace_cost(dsn: str, trace_id: str, schema: str = "otel_rag") -> list[CostLi
 
 
 def search_logs(
-    dsn: str,
+    dsn: Target,
     *,
     since: str | dt.datetime | None = None,
     until: str | dt.datetime | None = None,
@@ -420,5 +434,5 @@ def search_logs(
         conditions.append(sql.SQL("(body ILIKE %(grep)s OR attributes::text ILIKE %(grep)s)"))
         params["grep"] = "%" + grep.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     query = logs_sql(schema, conditions)
-    with psycopg.connect(dsn, row_factory=dict_row) as connection:
-        return [_log_line(row) for row in connection.execute(query, params).fetchall()]
+    with _connected(dsn) as connection, connection.cursor(row_factory=dict_row) as cursor:
+        return [_log_line(row) for row in cursor.execute(query, params).fetchall()]
