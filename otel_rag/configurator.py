@@ -53,8 +53,8 @@ def apply_sdk_defaults() -> None:
         os.environ.setdefault(name, value)
 
 
-def _check_exporters(settings: Settings) -> None:
-    """Fail early, naming the variable, when an exporter name has no installed entry point."""
+def check_exporters(settings: Settings) -> None:
+    """Fail early, naming the variable, when an exporter cannot work: no such entry point, or no DSN for postgres."""
     selected = {
         TRACES_EXPORTER.env: settings.traces_exporter,
         METRICS_EXPORTER.env: settings.metrics_exporter,
@@ -67,6 +67,8 @@ def _check_exporters(settings: Settings) -> None:
                 continue
             accepted = ", ".join(sorted({"none", "otlp", *available}))
             raise ConfigError(variable, ",".join(names), f"a comma-separated list of {accepted}")
+        if "postgres" in names and not settings.postgres_dsn:
+            raise ConfigError("OTEL_RAG_POSTGRES_DSN", "", f"a postgresql:// URL ({variable} includes postgres)")
 
 
 def is_configured() -> bool:
@@ -90,7 +92,7 @@ def configure(**sdk_kwargs: Any) -> Settings | None:
             setup_logging(settings, provider=None)
             _configured = True
             return settings
-        _check_exporters(settings)
+        check_exporters(settings)
         redactor = Redactor(settings.redact_keys, settings.redact_patterns)
 
         def export_span_processor(span_exporter: SpanExporter, *args: Any, **kwargs: Any) -> SpanProcessor:

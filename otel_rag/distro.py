@@ -17,7 +17,7 @@ from opentelemetry.instrumentation.environment_variables import OTEL_PYTHON_CONF
 from opentelemetry.util._importlib_metadata import EntryPoint
 
 from .config import USER_ID_HEADER, ConfigError, load_settings
-from .configurator import apply_sdk_defaults
+from .configurator import apply_sdk_defaults, check_exporters
 from .fastapi import instrument_starlette
 
 __all__ = ["REPLACED_INSTRUMENTORS", "OtelRagDistro"]
@@ -34,6 +34,8 @@ class OtelRagDistro(BaseDistro):  # type: ignore[misc]
         os.environ.setdefault(OTEL_PYTHON_CONFIGURATOR, "otel_rag")
         try:
             settings = load_settings()
+            if not settings.sdk_disabled:
+                check_exporters(settings)
         except ConfigError as error:
             sys.stderr.write(f"otel-rag: configuration error: {error}\n")
             sys.stderr.flush()

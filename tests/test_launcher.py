@@ -212,3 +212,17 @@ def test_no_log_bridge_by_default(otlp: OtlpReceiver) -> None:
         httpx.get(app.url + "/hello")
         otlp.wait_for(lambda r: len(r.spans) > 0)
     assert otlp.logs == []
+
+
+def test_postgres_exporter_without_a_dsn_stops_the_launcher() -> None:
+    env = base_env(OTEL_LOGS_EXPORTER="postgres")
+    result = subprocess.run(
+        [str(BIN / "opentelemetry-instrument"), str(BIN / "python"), "-c", "print('app ran')"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "OTEL_RAG_POSTGRES_DSN" in result.stderr and "OTEL_LOGS_EXPORTER includes postgres" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+from typing import Any
 
 import httpx
 
@@ -75,3 +76,35 @@ def _metric_total(receiver: OtlpReceiver) -> int:
                 p["count"] for p in batch["points"] if p["attributes"].get("http.route") == "/hello"
             )
     return sum(latest.values())
+
+
+def test_gunicorn_workers_write_to_postgres_once_each(store: Any) -> None:
+    from tests.support.postgres import scratch_dir
+
+    env = base_env(
+        OTEL_TRACES_EXPORTER="postgres",
+        OTEL_LOGS_EXPORTER="postgres",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_RAG_POSTGRES_DSN=store.dsn("rag_writer"),
+        OTEL_RAG_SPOOL_DIR=str(scratch_dir("spool-")),
+    )
+    with launch_gunicorn(env, workers=2) as app:
+        app.wait_ready()
+        trace_ids = []
+        for i in range(REQUESTS):
+            response = httpx.get(app.url + "/hello", params={"name": f"n{i}"}, headers={"Connection": "close"})
+            trace_ids.append(response.headers["x-trace-id"])
+    # gunicorn's shutdown ran every worker's atexit flush.
+    rows = store.scalar(
+        "SELECT json_agg(json_build_object('t', trace_id, 'i', resource->>'service.instance.id')) "
+        "FROM otel_rag.spans WHERE name = 'GET /hello' AND trace_id = ANY(%s)",
+        trace_ids,
+    )
+    per_trace = collections.Counter(row["t"] for row in rows)
+    assert len(per_trace) == REQUESTS and set(per_trace.values()) == {1}
+    assert len({row["i"] for row in rows}) == 2
+    logged = store.scalar(
+        "SELECT count(DISTINCT trace_id) FROM otel_rag.logs WHERE body = 'greeting.composed' AND trace_id = ANY(%s)",
+        trace_ids,
+    )
+    assert logged == REQUESTS

@@ -159,6 +159,12 @@ class Spool:
             for item in items:
                 poison.write(orjson.dumps({"reason": reason, "kind": item[0], "row": item[1]}) + b"\n")
 
+    def release_after_fork(self) -> None:
+        """In a forked child: drop the inherited lock descriptor without unlocking (the parent still holds it)."""
+        self._lock_file.close()
+        self._current = None
+        self._current_path = None
+
     def close(self) -> None:
         with self._lock:
             self._close_current()

@@ -118,7 +118,14 @@ class PostgresWriter:
         self._thread = self._start_thread()
         _WRITERS.add(self)
         if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork)
+            weak_after_fork = weakref.WeakMethod(self._after_fork)
+
+            def after_fork() -> None:
+                method = weak_after_fork()
+                if method is not None:
+                    method()
+
+            os.register_at_fork(after_in_child=after_fork)
 
     # -- the exporters' side: never blocks on I/O ---------------------------------------------------------------
 
@@ -177,7 +184,9 @@ class PostgresWriter:
         """In a forked worker: fresh lock, queue, connection, spool and thread; the parent keeps its own."""
         self._condition = threading.Condition()
         self._queue = collections.deque()
-        self._connection = None
+        self._connection = None  # the parent's socket: never used here (the parent keeps using it)
+        if self._spool is not None:
+            self._spool.release_after_fork()
         self._spool = None
         self._flush_requested = self._flushed = 0
         self._thread = self._start_thread()
