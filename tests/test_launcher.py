@@ -16,6 +16,18 @@ REQUIRED_KEYS = {"timestamp", "level", "logger", "event", "service", "trace_id",
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 
+def _launch_script(**env: str) -> subprocess.CompletedProcess[str]:
+    """`opentelemetry-instrument python -c ...` with this environment: does the app get to run?"""
+    return subprocess.run(
+        [str(BIN / "opentelemetry-instrument"), str(BIN / "python"), "-c", "print('app ran')"],
+        env=base_env(**env),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def _env(otlp: OtlpReceiver, **extra: str) -> dict[str, str]:
     return base_env(OTEL_EXPORTER_OTLP_ENDPOINT=otlp.endpoint, **extra)
 
@@ -138,15 +150,7 @@ def test_console_format_and_log_level(otlp: OtlpReceiver) -> None:
 
 
 def test_bad_configuration_stops_the_process_with_a_clear_message() -> None:
-    env = base_env(OTEL_RAG_LOG_FORMAT="xml")
-    result = subprocess.run(
-        [str(BIN / "opentelemetry-instrument"), str(BIN / "python"), "-c", "print('app ran')"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _launch_script(OTEL_RAG_LOG_FORMAT="xml")
     assert result.returncode == 2
     assert "OTEL_RAG_LOG_FORMAT='xml' is not valid; accepted: json, console" in result.stderr
     assert "app ran" not in result.stdout
@@ -215,14 +219,6 @@ def test_no_log_bridge_by_default(otlp: OtlpReceiver) -> None:
 
 
 def test_postgres_exporter_without_a_dsn_stops_the_launcher() -> None:
-    env = base_env(OTEL_LOGS_EXPORTER="postgres")
-    result = subprocess.run(
-        [str(BIN / "opentelemetry-instrument"), str(BIN / "python"), "-c", "print('app ran')"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _launch_script(OTEL_LOGS_EXPORTER="postgres")
     assert result.returncode == 2
     assert "OTEL_RAG_POSTGRES_DSN" in result.stderr and "OTEL_LOGS_EXPORTER includes postgres" in result.stderr

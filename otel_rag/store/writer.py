@@ -107,7 +107,6 @@ class PostgresWriter:
         self._stopping = False
         self._flush_requested = 0
         self._flushed = 0
-        self._busy = False
         self._connection: psycopg.Connection[Any] | None = None
         self._partitions: set[dt.date] = set()
         self._spool: Spool | None = None
@@ -139,7 +138,7 @@ class PostgresWriter:
                 overflow = [(kind, record) for record in records[len(accepted) :]]
             if len(self._queue) >= self.options.batch_size:
                 self._condition.notify()
-        self.stats["queued"] += len(records)
+            self.stats["queued"] += len(records)
         if overflow:  # the writer cannot keep up even with the spool: spill directly, still losing nothing
             self._spill(overflow)
 
@@ -161,11 +160,12 @@ class PostgresWriter:
         """Write what is buffered within the shutdown timeout; spool whatever Postgres could not take."""
         if self._stopping:
             return
+        deadline = time.monotonic() + self.options.shutdown_timeout
         flushed = self.force_flush(self.options.shutdown_timeout)
         with self._condition:
             self._stopping = True
             self._condition.notify()
-        self._thread.join(self.options.shutdown_timeout)
+        self._thread.join(max(0.5, deadline - time.monotonic()))
         leftovers = self._drain_queue()
         if leftovers or not flushed:
             self._spill(leftovers)
@@ -184,7 +184,10 @@ class PostgresWriter:
         """In a forked worker: fresh lock, queue, connection, spool and thread; the parent keeps its own."""
         self._condition = threading.Condition()
         self._queue = collections.deque()
-        self._connection = None  # the parent's socket: never used here (the parent keeps using it)
+        # The parent's connection: never used here, and never finalised here either (closing it would send the
+        # server a Terminate on the socket the parent still uses), so it is parked for the child's lifetime.
+        _INHERITED_CONNECTIONS.append(self._connection)
+        self._connection = None
         if self._spool is not None:
             self._spool.release_after_fork()
         self._spool = None
@@ -216,8 +219,9 @@ class PostgresWriter:
 
     def _cycle(self) -> None:
         """One pass: replay the spool (oldest first), then write queued batches while Postgres takes them."""
-        if self._backoff > 0:
-            time.sleep(self._backoff)
+        if self._backoff > 0:  # wait, unless asked to flush or stop (then try once more right away)
+            with self._condition:
+                self._condition.wait_for(lambda: self._stopping or self._flush_pending(), timeout=self._backoff)
         if not self._replay_spool():
             self._relieve_memory()
             return
@@ -443,6 +447,7 @@ def _days_between(first: dt.date, last: dt.date) -> list[dt.date]:
 # -- one writer per (dsn, schema) per process, shared by the log and span exporters ---------------------------
 
 _WRITERS: weakref.WeakSet[PostgresWriter] = weakref.WeakSet()
+_INHERITED_CONNECTIONS: list[psycopg.Connection[Any] | None] = []
 _shared: dict[tuple[str, str], PostgresWriter] = {}
 _shared_lock = threading.Lock()
 
