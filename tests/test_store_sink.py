@@ -232,3 +232,25 @@ def test_launcher_with_postgres_beside_otlp(store: Database, otlp: Any) -> None:
     assert "greeting.composed" in bodies and "greeting world" in bodies
     assert store.scalar("SELECT count(DISTINCT user_id) FROM otel_rag.logs WHERE trace_id = %s", trace_id) == 1
     assert store.scalar("SELECT max(user_id) FROM otel_rag.spans WHERE trace_id = %s", trace_id) == "pg-user"
+
+
+def test_the_sink_reports_its_own_health_as_metrics(store: Database, sdk: Any) -> None:
+    writer = _writer(store)
+    emit_sample_trace(writer)
+    assert writer.force_flush(10)
+    dead = _writer(store, dsn=store.dsn("rag_writer").replace(f":{store.server.port}/", ":9/"))
+    emit_sample_trace(dead)
+    assert dead.force_flush(20)
+
+    def total(name: str, **attributes: str) -> float:
+        points = sdk.metric_points(name)
+        return sum(p.value for p in points if all(p.attributes.get(k) == v for k, v in attributes.items()))
+
+    assert total("otel_rag.sink.exported", signal="traces") >= 3
+    assert total("otel_rag.sink.spooled") >= 3
+    assert total("otel_rag.sink.retried") >= 1
+    assert sdk.metric_points("otel_rag.sink.batch.duration")
+    assert [p.value for p in sdk.metric_points("otel_rag.sink.spool.size")][-1] > 0
+    assert sdk.metric_points("otel_rag.sink.queued")
+    writer.shutdown()
+    dead.shutdown()
