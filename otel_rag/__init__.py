@@ -14,7 +14,10 @@ __all__ = [
     "configure",
     "current_trace_id",
     "get_logger",
+    "groundedness",
     "instrument_app",
+    "rag",
+    "record_quality",
     "set_user",
     "trace_span",
 ]
@@ -25,19 +28,29 @@ _EXPORTS = {
     "current_trace_id": "otel_rag.tracing",
     "get_logger": "otel_rag.logs",
     "instrument_app": "otel_rag.fastapi",
+    "groundedness": "otel_rag.quality",
+    "record_quality": "otel_rag.quality",
     "set_user": "otel_rag.tracing",
     "trace_span": "otel_rag.tracing",
 }
 
 if TYPE_CHECKING:
+    from . import rag
     from .config import ConfigError
     from .configurator import configure
     from .fastapi import instrument_app
     from .logs import get_logger
+    from .quality import groundedness, record_quality
     from .tracing import current_trace_id, set_user, trace_span
 
 
 def __getattr__(name: str) -> Any:
+    if name == "rag":
+        import importlib
+
+        module = importlib.import_module("otel_rag.rag")
+        globals()["rag"] = module
+        return module
     module_name = _EXPORTS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'otel_rag' has no attribute {name!r}")

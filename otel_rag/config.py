@@ -292,6 +292,24 @@ SPOOL_FSYNC = Setting(
     "always, interval, never",
 )
 
+PRICES_FILE = Setting(
+    "OTEL_RAG_PRICES_FILE",
+    _path,
+    None,
+    'JSON file of model prices in USD per million tokens, {"model": {"input": 0.15, "output": 0.6}}, merged over '
+    "the built-in table (otel_rag/pricing.py).",
+    "a path to a JSON file",
+)
+CAPTURE_CONTENT = Setting(
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+    _choice("no_content", "span_only", "event_only", "span_and_event", "true", "false"),
+    "NO_CONTENT",
+    "Whether prompt, completion and chunk text is recorded (on spans, as log events, or both); otherwise only "
+    "sizes and hashes. true means SPAN_AND_EVENT, false NO_CONTENT.",
+    "NO_CONTENT, SPAN_ONLY, EVENT_ONLY, SPAN_AND_EVENT, true, false",
+    standard=True,
+)
+
 SERVICE_NAME = Setting(
     "OTEL_SERVICE_NAME", _str, None, "Service name on every span, metric and log line.", "any", standard=True
 )
@@ -394,6 +412,7 @@ CATALOGUE: tuple[Setting[Any], ...] = (
     SPOOL_DIR,
     SPOOL_MAX_BYTES,
     SPOOL_FSYNC,
+    PRICES_FILE,
     SERVICE_NAME,
     RESOURCE_ATTRIBUTES,
     SDK_DISABLED,
@@ -406,6 +425,7 @@ CATALOGUE: tuple[Setting[Any], ...] = (
     TRACES_SAMPLER,
     TRACES_SAMPLER_ARG,
     PROPAGATORS,
+    CAPTURE_CONTENT,
     LANGSMITH_API_KEY,
     LANGSMITH_ENDPOINT,
     LANGSMITH_PROJECT,

@@ -71,3 +71,53 @@ def register_sink_gauges(queued: Callable[[], int], spooled_bytes: Callable[[], 
     _meter.create_observable_gauge(
         "otel_rag.sink.spool.size", [observe_spool], unit="By", description="Bytes waiting in the local spool."
     )
+
+
+# -- RAG stages, GenAI calls, quality ----------------------------------------------------------------------------
+
+# Bucket boundaries the GenAI semantic conventions recommend.
+_TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
+_OPERATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
+
+rag_stage_duration = _meter.create_histogram(
+    "rag.stage.duration",
+    unit="s",
+    description="Duration of one RAG stage (upload, parse, chunk, embed, retrieve, rerank, generate), by stage.",
+    explicit_bucket_boundaries_advisory=_OPERATION_BUCKETS,
+)
+gen_ai_token_usage = _meter.create_histogram(
+    "gen_ai.client.token.usage",
+    unit="{token}",
+    description="Tokens used per GenAI call, by gen_ai.token.type (input, output).",
+    explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
+)
+gen_ai_operation_duration = _meter.create_histogram(
+    "gen_ai.client.operation.duration",
+    unit="s",
+    description="Duration of GenAI calls (chat, embeddings).",
+    explicit_bucket_boundaries_advisory=_OPERATION_BUCKETS,
+)
+rag_cost = _meter.create_counter("rag.cost", unit="USD", description="Cost of GenAI calls, by model and stage.")
+rag_documents = _meter.create_counter("rag.documents", unit="{document}", description="Documents ingested.")
+rag_chunks = _meter.create_counter("rag.chunks", unit="{chunk}", description="Chunks created.")
+rag_retrieval_results = _meter.create_histogram(
+    "rag.retrieval.results",
+    unit="{result}",
+    description="Results returned by one retrieval.",
+    explicit_bucket_boundaries_advisory=[0, 1, 2, 3, 5, 10, 20, 50, 100],
+)
+rag_retrieval_empty = _meter.create_counter(
+    "rag.retrieval.empty", unit="{retrieval}", description="Retrievals that found nothing."
+)
+rag_answers = _meter.create_counter(
+    "rag.answers", unit="{answer}", description="Answers evaluated for hallucination (the rate's denominator)."
+)
+rag_hallucinations = _meter.create_counter(
+    "rag.hallucinations", unit="{answer}", description="Answers judged hallucinated (the rate's numerator)."
+)
+rag_quality_score = _meter.create_histogram(
+    "rag.quality.score",
+    unit="1",
+    description="Quality scores from 0 to 1, by gen_ai.evaluation.name (groundedness, faithfulness, ...).",
+    explicit_bucket_boundaries_advisory=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+)

@@ -1,0 +1,260 @@
+"""RAG stage helpers: one consistently named, measured and costed span per stage.
+
+    with rag.parse(document_id=doc.id, size=len(data)) as stage:
+        pages = parse(data)
+        stage.set(pages=len(pages))
+
+    with rag.generate(model="gpt-4o-mini", provider="openai") as stage:
+        reply = client.chat.completions.create(...)
+        stage.usage(reply.usage.prompt_tokens, reply.usage.completion_tokens)
+
+Stages: upload, parse, chunk, embed, retrieve, rerank, generate. Each is a context manager and a decorator (sync or
+async) that opens a span named `rag.<stage>` carrying `rag.stage`, the OTel GenAI attributes where they exist
+(`gen_ai.operation.name`, `gen_ai.request.model`, `gen_ai.provider.name`, `gen_ai.usage.*`) and `rag.*` for the rest.
+At the end it records `rag.stage.duration`, the GenAI token and duration histograms, document/chunk/retrieval
+counts, and the cost (`rag.cost_usd` on the span, from pricing.py: absent, not zero, for an unknown model), and
+logs one `<stage>.done` event inside the span with the same figures. Text (prompts, completions, chunks) is recorded
+only as OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT allows; otherwise its size and a hash.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, cast
+
+import orjson
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from . import metrics
+from .config import CAPTURE_CONTENT
+from .pricing import cost_usd
+from .tracing import _attribute_value
+
+__all__ = ["Stage", "capture_mode", "chunk", "embed", "generate", "parse", "rerank", "retrieve", "upload"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_tracer = trace.get_tracer("otel_rag.rag")
+_log = logging.getLogger("otel_rag.rag")
+
+# Keyword arguments of the helpers -> attribute names (anything else becomes rag.<name>).
+_ATTRIBUTE_NAMES = {
+    "document_id": "rag.document.id",
+    "filename": "rag.document.name",
+    "size": "rag.document.size",
+    "mime_type": "rag.document.mime_type",
+    "pages": "rag.document.pages",
+    "chunk_count": "rag.chunk.count",
+    "chunk_size": "rag.chunk.size",
+    "chunk_overlap": "rag.chunk.overlap",
+    "top_k": "rag.retrieval.top_k",
+    "result_count": "rag.retrieval.result_count",
+    "best_score": "rag.retrieval.best_score",
+    "reranker": "rag.rerank.model",
+    "index": "rag.index.name",
+    "model": "gen_ai.request.model",
+    "provider": "gen_ai.provider.name",
+    "response_model": "gen_ai.response.model",
+    "dimensions": "gen_ai.embeddings.dimension.count",
+    "input_count": "rag.embed.input_count",
+}
+_OPERATIONS = {"embed": "embeddings", "generate": "chat", "retrieve": "retrieval", "rerank": "rerank"}
+
+
+def capture_mode() -> tuple[bool, bool]:
+    """(on spans, as log events) per OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT."""
+    mode = CAPTURE_CONTENT.read(os.environ)
+    return mode in ("span_only", "span_and_event", "true"), mode in ("event_only", "span_and_event", "true")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
+
+
+class Stage:
+    """A RAG stage in progress: the span, plus what the stage reports before it ends."""
+
+    def __init__(self, stage: str, **attributes: Any) -> None:
+        self.stage = stage
+        self.name = f"rag.{stage}"
+        self.attributes: dict[str, Any] = {"rag.stage": stage}
+        if stage in _OPERATIONS:
+            self.attributes["gen_ai.operation.name"] = _OPERATIONS[stage]
+        self._merge(attributes)
+        self.span: Span | None = None
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.cost: float | None = None
+        self._started = 0.0
+        self._manager: Any = None
+
+    def _merge(self, attributes: dict[str, Any]) -> dict[str, Any]:
+        named = {
+            _ATTRIBUTE_NAMES.get(key, key if "." in key else f"rag.{key}"): _attribute_value(value)
+            for key, value in attributes.items()
+            if value is not None
+        }
+        self.attributes.update(named)
+        return named
+
+    # -- what the stage reports ------------------------------------------------------------------------------------
+
+    def set(self, **attributes: Any) -> Stage:
+        """Add attributes (same names as the helpers' keyword arguments), e.g. `stage.set(pages=12)`."""
+        named = self._merge(attributes)
+        if self.span is not None:
+            self.span.set_attributes(named)
+        return self
+
+    def usage(self, input_tokens: int | None = None, output_tokens: int | None = None) -> Stage:
+        """Token usage of the call; sets the cost when the model has a price."""
+        self.input_tokens, self.output_tokens = input_tokens, output_tokens
+        usage = {"gen_ai.usage.input_tokens": input_tokens, "gen_ai.usage.output_tokens": output_tokens}
+        self.set(**{k: v for k, v in usage.items() if v is not None})
+        self.cost = cost_usd(self.attributes.get("gen_ai.request.model"), input_tokens, output_tokens)
+        if self.cost is not None:
+            self.set(**{"rag.cost_usd": round(self.cost, 12)})
+        return self
+
+    def results(self, count: int, best_score: float | None = None) -> Stage:
+        """What a retrieval or rerank returned."""
+        return self.set(result_count=count, best_score=best_score)
+
+    def content(self, role: str, text: str) -> Stage:
+        """Prompt, completion or chunk text: recorded only as the capture setting allows, else size and hash."""
+        on_span, as_event = capture_mode()
+        self.set(**{f"rag.{role}.size": len(text), f"rag.{role}.sha256": _digest(text)})
+        if on_span:
+            key = "gen_ai.output.messages" if role == "completion" else "gen_ai.input.messages"
+            speaker = "assistant" if role == "completion" else "user"
+            message = {"role": speaker, "parts": [{"type": "text", "content": text}]}
+            self.set(**{key: orjson.dumps([message]).decode()})
+        if as_event:
+            _log.info(f"{self.stage}.{role}", extra={"content": text, "rag.stage": self.stage})
+        return self
+
+    # -- lifecycle --------------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Stage:
+        self._manager = _tracer.start_as_current_span(
+            self.name, attributes=self.attributes, record_exception=False, set_status_on_exception=False
+        )
+        self.span = self._manager.__enter__()
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        seconds = time.perf_counter() - self._started
+        error_type = type(exc).__qualname__ if isinstance(exc, Exception) else None
+        if error_type and self.span is not None:
+            self.span.record_exception(exc)  # type: ignore[arg-type]
+            self.span.set_status(Status(StatusCode.ERROR, f"{error_type}: {exc}"))
+            self.span.set_attribute("error.type", error_type)
+        try:
+            self._record(seconds, error_type)
+        finally:
+            self._manager.__exit__(exc_type, exc, tb)
+
+    def _record(self, seconds: float, error_type: str | None) -> None:
+        common: dict[str, Any] = {"rag.stage": self.stage}
+        if error_type:
+            common["error.type"] = error_type
+        metrics.rag_stage_duration.record(seconds, common)
+        genai: dict[str, Any] = {
+            key: self.attributes[key]
+            for key in ("gen_ai.operation.name", "gen_ai.request.model", "gen_ai.provider.name")
+            if key in self.attributes
+        }
+        if self.stage in ("embed", "generate"):
+            metrics.gen_ai_operation_duration.record(
+                seconds, genai | ({"error.type": error_type} if error_type else {})
+            )
+        for token_type, tokens in (("input", self.input_tokens), ("output", self.output_tokens)):
+            if tokens is not None:
+                metrics.gen_ai_token_usage.record(tokens, genai | {"gen_ai.token.type": token_type})
+        if self.cost is not None:
+            metrics.rag_cost.add(self.cost, {"rag.stage": self.stage, **genai})
+        if self.stage == "upload" and not error_type:
+            metrics.rag_documents.add(1)
+        if self.stage == "chunk" and "rag.chunk.count" in self.attributes:
+            metrics.rag_chunks.add(int(self.attributes["rag.chunk.count"]))
+        if self.stage in ("retrieve", "rerank") and "rag.retrieval.result_count" in self.attributes:
+            count = int(self.attributes["rag.retrieval.result_count"])
+            metrics.rag_retrieval_results.record(count, common)
+            if count == 0 and self.stage == "retrieve":
+                metrics.rag_retrieval_empty.add(1)
+        summary = {
+            key: value
+            for key, value in self.attributes.items()
+            if key.startswith(("rag.", "gen_ai.")) and not key.endswith((".sha256", ".messages"))
+        }
+        summary["duration_ms"] = round(seconds * 1000, 3)
+        _log.log(logging.ERROR if error_type else logging.INFO, f"{self.stage}.done", extra=summary)
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        """Use as a decorator: each call runs in a fresh stage with the same attributes."""
+        stage, attributes = self.stage, dict(self.attributes)
+
+        def fresh() -> Stage:
+            new = Stage(stage)
+            new.attributes = dict(attributes)
+            return new
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                with fresh():
+                    return await func(*args, **kwargs)
+
+            return cast(Callable[P, R], async_wrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            with fresh():
+                return func(*args, **kwargs)
+
+        return wrapper
+
+
+def upload(**attributes: Any) -> Stage:
+    """The API layer of an ingestion: document_id, filename, size, mime_type."""
+    return Stage("upload", **attributes)
+
+
+def parse(**attributes: Any) -> Stage:
+    """Text extraction: document_id, pages, size."""
+    return Stage("parse", **attributes)
+
+
+def chunk(**attributes: Any) -> Stage:
+    """Splitting: chunk_size, chunk_overlap, then `.set(chunk_count=...)`."""
+    return Stage("chunk", **attributes)
+
+
+def embed(**attributes: Any) -> Stage:
+    """Embedding (enrichment): model, provider, input_count, dimensions, then `.usage(input_tokens)`."""
+    return Stage("embed", **attributes)
+
+
+def retrieve(**attributes: Any) -> Stage:
+    """Search: index, top_k, then `.results(count, best_score)`."""
+    return Stage("retrieve", **attributes)
+
+
+def rerank(**attributes: Any) -> Stage:
+    """Reranking: reranker, top_k, then `.results(count, best_score)`."""
+    return Stage("rerank", **attributes)
+
+
+def generate(**attributes: Any) -> Stage:
+    """The LLM call: model, provider, then `.usage(input_tokens, output_tokens)` and `.content(...)`."""
+    return Stage("generate", **attributes)

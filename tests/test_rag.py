@@ -1,0 +1,180 @@
+"""RAG stage helpers, prices and quality signals, on the real SDK with in-memory exporters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from opentelemetry.trace import StatusCode
+
+from otel_rag import groundedness, pricing, rag, record_quality, trace_span
+from otel_rag.config import ConfigError, load_settings
+from otel_rag.logs import setup_logging
+
+from .conftest import Sdk
+
+
+@pytest.fixture
+def logged(sdk: Sdk, capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
+    setup_logging(load_settings({"OTEL_SERVICE_NAME": "rag-test"}), provider=sdk.logger_provider)
+
+    def records() -> list[Any]:
+        return [data.log_record for data in sdk.logs.get_finished_logs()]
+
+    yield records
+    structlog.reset_defaults()
+
+
+def _metric(sdk: Sdk, name: str, **attributes: Any) -> list[Any]:
+    return [p for p in sdk.metric_points(name) if all(p.attributes.get(k) == v for k, v in attributes.items())]
+
+
+def test_six_layers_nest_with_stable_names_and_attributes(sdk: Sdk, logged: Any) -> None:
+    with rag.upload(document_id="doc-1", filename="a.pdf", size=2048) as upload:
+        with rag.parse(document_id="doc-1") as parse:
+            parse.set(pages=3)
+        with rag.chunk(chunk_size=500, chunk_overlap=50) as chunk:
+            chunk.set(chunk_count=7)
+        with rag.embed(model="text-embedding-3-small", provider="openai", input_count=7) as embed:
+            embed.usage(input_tokens=1500)
+    with rag.retrieve(index="docs", top_k=5) as retrieve:
+        retrieve.results(4, best_score=0.83)
+    with rag.rerank(reranker="bm25", top_k=3) as rerank:
+        rerank.results(3, best_score=0.9)
+    with rag.generate(model="gpt-4o-mini-2024-07-18", provider="openai") as generate:
+        generate.usage(input_tokens=1000, output_tokens=200)
+    spans = {span.name: span for span in sdk.finished()}
+    assert set(spans) == {f"rag.{s}" for s in ("upload", "parse", "chunk", "embed", "retrieve", "rerank", "generate")}
+    for name in ("rag.parse", "rag.chunk", "rag.embed"):
+        assert spans[name].parent.span_id == upload.span.get_span_context().span_id  # type: ignore[union-attr]
+    assert spans["rag.parse"].attributes["rag.document.pages"] == 3
+    assert spans["rag.chunk"].attributes["rag.chunk.count"] == 7
+    assert spans["rag.chunk"].attributes["rag.chunk.overlap"] == 50
+    embed_attrs = spans["rag.embed"].attributes
+    assert embed_attrs["gen_ai.operation.name"] == "embeddings"
+    assert embed_attrs["gen_ai.usage.input_tokens"] == 1500
+    assert embed_attrs["rag.cost_usd"] == pytest.approx(1500 * 0.02 / 1e6)
+    assert spans["rag.retrieve"].attributes["rag.retrieval.best_score"] == 0.83
+    generate_attrs = spans["rag.generate"].attributes
+    assert generate_attrs["gen_ai.operation.name"] == "chat"
+    assert generate_attrs["gen_ai.provider.name"] == "openai"
+    # A dated model name is priced as its family: gpt-4o-mini at 0.15 / 0.60 USD per million tokens.
+    assert generate_attrs["rag.cost_usd"] == pytest.approx((1000 * 0.15 + 200 * 0.60) / 1e6)
+    events = {record.body: record for record in logged()}
+    assert {"upload.done", "parse.done", "chunk.done", "embed.done", "retrieve.done", "generate.done"} <= set(events)
+    done = events["generate.done"]
+    assert done.attributes["gen_ai.usage.output_tokens"] == 200 and done.attributes["rag.cost_usd"] > 0
+    assert done.span_id == spans["rag.generate"].context.span_id  # logged inside its span
+
+
+def test_metrics_per_stage_tokens_cost_and_counts(sdk: Sdk) -> None:
+    with rag.upload(document_id="d"), rag.chunk() as chunk:
+        chunk.set(chunk_count=4)
+    with rag.retrieve(index="i", top_k=5) as retrieve:
+        retrieve.results(0)
+    with rag.generate(model="gpt-4o", provider="openai") as generate:
+        generate.usage(100, 10)
+    assert _metric(sdk, "rag.stage.duration", **{"rag.stage": "generate"})
+    tokens = _metric(
+        sdk, "gen_ai.client.token.usage", **{"gen_ai.token.type": "output", "gen_ai.request.model": "gpt-4o"}
+    )
+    assert tokens and tokens[0].sum >= 10
+    assert _metric(sdk, "gen_ai.client.operation.duration", **{"gen_ai.operation.name": "chat"})
+    assert sum(p.value for p in _metric(sdk, "rag.cost", **{"rag.stage": "generate"})) > 0
+    assert sum(p.value for p in _metric(sdk, "rag.chunks")) >= 4
+    assert sum(p.value for p in _metric(sdk, "rag.retrieval.empty")) >= 1
+    assert sum(p.value for p in _metric(sdk, "rag.documents")) >= 1
+
+
+def test_unknown_model_has_no_cost_and_one_warning(sdk: Sdk, caplog: pytest.LogCaptureFixture) -> None:
+    pricing.reload_prices()
+    for _ in range(3):
+        with rag.generate(model="my-private-llm") as generate:
+            generate.usage(100, 100)
+    span = sdk.finished()[-1]
+    assert "rag.cost_usd" not in span.attributes  # absent, not zero
+    warnings = [r for r in caplog.records if "no price for model 'my-private-llm'" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_prices_file_overrides_and_bad_file_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"my-private-llm": {"input": 1.0, "output": 2.0}, "gpt-4o": {"input": 1.0}}))
+    monkeypatch.setenv("OTEL_RAG_PRICES_FILE", str(prices))
+    pricing.reload_prices()
+    assert pricing.cost_usd("my-private-llm", 1_000_000, 1_000_000) == pytest.approx(3.0)
+    assert pricing.cost_usd("gpt-4o", 1_000_000, 5) == pytest.approx(1.0)
+    prices.write_text("{not json")
+    with pytest.raises(ConfigError, match="OTEL_RAG_PRICES_FILE"):
+        pricing.reload_prices()
+    monkeypatch.delenv("OTEL_RAG_PRICES_FILE")
+    pricing.reload_prices()
+
+
+def test_errors_and_decorators(sdk: Sdk) -> None:
+    @rag.retrieve(index="docs", top_k=3)
+    async def search(query: str) -> list[str]:
+        await asyncio.sleep(0)
+        return [query]
+
+    @rag.parse()
+    def broken() -> None:
+        raise ValueError("unreadable pdf")
+
+    assert asyncio.run(search("q")) == ["q"]
+    with pytest.raises(ValueError, match="unreadable"):
+        broken()
+    retrieve, parse = sdk.finished()
+    assert retrieve.name == "rag.retrieve" and retrieve.attributes["rag.retrieval.top_k"] == 3
+    assert parse.status.status_code is StatusCode.ERROR and parse.attributes["error.type"] == "ValueError"
+    assert _metric(sdk, "rag.stage.duration", **{"rag.stage": "parse", "error.type": "ValueError"})
+
+
+@pytest.mark.parametrize(
+    ("mode", "on_span"), [("NO_CONTENT", False), ("SPAN_ONLY", True), ("true", True), ("EVENT_ONLY", False)]
+)
+def test_content_capture_follows_the_setting(
+    sdk: Sdk, monkeypatch: pytest.MonkeyPatch, mode: str, on_span: bool
+) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", mode)
+    with rag.generate(model="gpt-4o") as generate:
+        generate.content("prompt", "What is our refund policy?")
+        generate.content("completion", "Refunds within 30 days.")
+    attributes = sdk.finished()[-1].attributes
+    assert attributes["rag.prompt.size"] == len("What is our refund policy?")
+    assert len(attributes["rag.completion.sha256"]) == 16
+    text = json.dumps(dict(attributes))
+    assert ("refund policy" in text) is on_span
+    assert ("gen_ai.input.messages" in attributes) is on_span
+
+
+def test_groundedness() -> None:
+    contexts = ["Refunds are accepted within 30 days of purchase with a receipt.", "Shipping takes 5 business days."]
+    grounded = groundedness("Refunds are accepted within 30 days. Shipping takes 5 business days.", contexts)
+    assert grounded.score == 1.0 and grounded.sentences == 2
+    drifting = groundedness("Refunds are accepted within 30 days. The moon is made of cheese.", contexts)
+    assert drifting.score == 0.5 and drifting.unsupported == ("The moon is made of cheese.",)
+    assert groundedness("", contexts).score == 1.0
+
+
+def test_record_quality_on_the_current_span_and_on_a_past_trace(sdk: Sdk, logged: Any) -> None:
+    with trace_span("answer") as span:
+        record_quality(groundedness=0.5, faithfulness=0.9, hallucinated=True)
+    (answer,) = sdk.finished()
+    events = [e for e in answer.events if e.name == "gen_ai.evaluation.result"]
+    by_name = {e.attributes["gen_ai.evaluation.name"]: e.attributes for e in events}
+    assert by_name["groundedness"]["gen_ai.evaluation.score.value"] == 0.5
+    assert by_name["hallucination"]["gen_ai.evaluation.score.label"] == "hallucinated"
+    past_trace = format(span.get_span_context().trace_id, "032x")
+    record_quality(trace_id=past_trace, answer_relevancy=0.7)  # e.g. from a feedback endpoint, later
+    rows = [r for r in logged() if r.body == "gen_ai.evaluation.result"]
+    assert {r.attributes["gen_ai.evaluation.name"] for r in rows} >= {"groundedness", "answer_relevancy"}
+    assert all(format(r.trace_id, "032x") == past_trace for r in rows)
+    assert sum(p.value for p in _metric(sdk, "rag.hallucinations")) >= 1
+    assert sum(p.value for p in _metric(sdk, "rag.answers")) >= 1
+    assert _metric(sdk, "rag.quality.score", **{"gen_ai.evaluation.name": "faithfulness"})
