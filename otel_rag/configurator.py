@@ -29,6 +29,7 @@ from .config import LOGS_EXPORTER, METRICS_EXPORTER, SDK_DEFAULTS, TRACES_EXPORT
 from .config import load_settings as _load_settings
 from .logs import setup_logging
 from .otlp import FastOTLPSpanExporter
+from .rag import GenAIChildSpans
 from .redaction import RedactingSpanExporter, Redactor
 from .store.exporters import PostgresLogExporter, PostgresLogProcessor, PostgresSpanExporter, PostgresSpanProcessor
 from .tracing import UserSpanProcessor, propagate_context_to_threads
@@ -112,7 +113,7 @@ def configure(**sdk_kwargs: Any) -> Settings | None:
 
         _initialize_components(
             setup_logging_handler=False,
-            span_processors=[UserSpanProcessor()],
+            span_processors=[UserSpanProcessor(), GenAIChildSpans()],
             export_span_processor=export_span_processor,
             export_log_record_processor=export_log_processor,
             **sdk_kwargs,

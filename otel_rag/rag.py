@@ -30,6 +30,8 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import orjson
 from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import Span, Status, StatusCode
 
 from . import metrics
@@ -37,7 +39,18 @@ from .config import CAPTURE_CONTENT
 from .pricing import cost_usd
 from .tracing import _attribute_value
 
-__all__ = ["Stage", "capture_mode", "chunk", "embed", "generate", "parse", "rerank", "retrieve", "upload"]
+__all__ = [
+    "GenAIChildSpans",
+    "Stage",
+    "capture_mode",
+    "chunk",
+    "embed",
+    "generate",
+    "parse",
+    "rerank",
+    "retrieve",
+    "upload",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -67,6 +80,10 @@ _ATTRIBUTE_NAMES = {
     "input_count": "rag.embed.input_count",
 }
 _OPERATIONS = {"embed": "embeddings", "generate": "chat", "retrieve": "retrieval", "rerank": "rerank"}
+
+
+PARENT_STAGE = "rag.parent_stage"
+_open_stages: dict[int, Stage] = {}  # span id -> the Stage in progress (for GenAI spans created inside it)
 
 
 def capture_mode() -> tuple[bool, bool]:
@@ -148,6 +165,7 @@ class Stage:
             self.name, attributes=self.attributes, record_exception=False, set_status_on_exception=False
         )
         self.span = self._manager.__enter__()
+        _open_stages[self.span.get_span_context().span_id] = self
         self._started = time.perf_counter()
         return self
 
@@ -161,6 +179,8 @@ class Stage:
         try:
             self._record(seconds, error_type)
         finally:
+            if self.span is not None:
+                _open_stages.pop(self.span.get_span_context().span_id, None)
             self._manager.__exit__(exc_type, exc, tb)
 
     def _record(self, seconds: float, error_type: str | None) -> None:
@@ -223,6 +243,40 @@ class Stage:
                 return func(*args, **kwargs)
 
         return wrapper
+
+
+class GenAIChildSpans(SpanProcessor):
+    """Makes instrumentation spans inside a stage (e.g. opentelemetry-instrumentation-openai-v2's `chat gpt-4o`)
+    part of it without counting their tokens twice.
+
+    A span started under an open stage gets `rag.parent_stage`; the store promotes tokens and cost only from the
+    stage, and a stage that reported no usage itself adopts its child's `gen_ai.usage.*` when the child ends.
+    """
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        attributes = getattr(span, "attributes", None) or {}
+        if "rag.stage" in attributes or "gen_ai.operation.name" not in attributes:
+            return  # our own nested stages count for themselves; only GenAI instrumentation spans are adopted
+        parent = trace.get_current_span(parent_context).get_span_context()
+        stage = _open_stages.get(parent.span_id) if parent.is_valid else None
+        if stage is not None:
+            span.set_attribute(PARENT_STAGE, stage.stage)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        attributes = span.attributes or {}
+        if PARENT_STAGE not in attributes or span.parent is None:
+            return
+        stage = _open_stages.get(span.parent.span_id)
+        inputs = attributes.get("gen_ai.usage.input_tokens")
+        outputs = attributes.get("gen_ai.usage.output_tokens")
+        if stage is not None and stage.input_tokens is None and stage.output_tokens is None and (inputs or outputs):
+            stage.usage(cast(int | None, inputs), cast(int | None, outputs))
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
 
 
 def upload(**attributes: Any) -> Stage:

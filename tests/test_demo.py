@@ -17,8 +17,11 @@ def test_demo_runs_end_to_end() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "embedded postgres (PostgreSQL) 18" in out
-    assert out.count("== HTTP ") == 4 and "== HTTP 500" in out
+    assert out.count("== HTTP 200") == 3  # upload, question, feedback
+    assert "thirty days" in out  # the answer came from the uploaded document
+    cost = out.split("== otel-rag cost ", 1)[1].split("== otel-rag trace ", 1)[0]
+    assert "generate" in cost and "gpt-4o-mini" in cost and "total" in cost
     waterfall = out.split("== otel-rag trace ", 1)[1]
-    for name in ("POST /upload", "parse", "chunk", "index", "chunk.created", "users: demo-user"):
+    for name in ("POST /documents", "rag.upload", "rag.parse", "rag.chunk", "rag.embed", "parse.done", "demo-user"):
         assert name in waterfall, name
-    assert "█" in waterfall
+    assert "█" in waterfall and "slowest stage: rag.embed" not in waterfall.split("\n")[0]

@@ -329,7 +329,8 @@ def _build_report(trace_id: str, span_rows: list[dict[str, Any]], logs: list[Log
 
     walk(None, 0)
     costs = [node.cost_usd for node in ordered if node.cost_usd is not None]
-    leaves = [n for n in ordered if n.depth > 0] or ordered
+    parents = {n.parent_span_id for n in ordered}
+    leaves = [n for n in ordered if n.span_id not in parents] or ordered  # the stages doing the work
     slowest = max(leaves, key=lambda n: n.duration_ms, default=None)
     return TraceReport(
         trace_id=trace_id,

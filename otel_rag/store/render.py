@@ -13,7 +13,9 @@ _BAR_WIDTH = 40
 
 
 def _money(value: float | None) -> str:
-    return "-" if value is None else f"${value:.6f}"
+    if value is None:
+        return "-"
+    return f"${value:.6f}" if value == 0 or value >= 0.0001 else f"${value:.2e}"
 
 
 def _clock(value: dt.datetime) -> str:

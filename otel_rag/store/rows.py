@@ -261,6 +261,8 @@ def span_row(span: ReadableSpan, limits: Limits) -> tuple[Any, ...]:
         for event in span.events
     ]
     status = span.status
+    # A GenAI call inside a RAG stage: the stage carries its tokens and cost, so they are counted once.
+    counted = "rag.parent_stage" not in attributes
     return (
         _iso(start),
         _iso(end),
@@ -278,7 +280,7 @@ def span_row(span: ReadableSpan, limits: Limits) -> tuple[Any, ...]:
         to_json(attributes, limits),
         to_json(events, limits),
         resource_json,
-        _number(_first(attributes, COST_KEYS)),
-        _integer(_first(attributes, INPUT_TOKENS_KEYS)),
-        _integer(_first(attributes, OUTPUT_TOKENS_KEYS)),
+        _number(_first(attributes, COST_KEYS)) if counted else None,
+        _integer(_first(attributes, INPUT_TOKENS_KEYS)) if counted else None,
+        _integer(_first(attributes, OUTPUT_TOKENS_KEYS)) if counted else None,
     )

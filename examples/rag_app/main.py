@@ -1,0 +1,203 @@
+"""The reference RAG service, instrumented only through otel-rag.
+
+    python -m examples.rag_app.llm_server --port 8001 &
+    OPENAI_BASE_URL=http://127.0.0.1:8001/v1 opentelemetry-instrument uvicorn examples.rag_app.main:app
+
+`POST /documents` (multipart `file`: .txt, .md or .pdf) parses, chunks, embeds and indexes a document;
+`POST /query` ({"question", "top_k"}) retrieves with BM25, reranks by embedding similarity, asks the LLM with the
+best passages as context, checks the answer's groundedness and returns it with sources, token usage and cost;
+`POST /feedback` ({"trace_id", "rating": 1..5}) attaches a user's rating to an earlier answer's trace. Every
+response carries `trace_id` (and the `X-Trace-Id` header). The LLM is any OpenAI-compatible endpoint
+(`OPENAI_BASE_URL`, models `RAG_CHAT_MODEL` and `RAG_EMBEDDING_MODEL`).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, File, HTTPException, UploadFile
+from openai import AsyncOpenAI
+from pydantic import BaseModel, Field
+from rank_bm25 import BM25Okapi
+
+import otel_rag
+from otel_rag import rag
+
+CHAT_MODEL = os.environ.get("RAG_CHAT_MODEL", "gpt-4o-mini")
+EMBEDDING_MODEL = os.environ.get("RAG_EMBEDDING_MODEL", "text-embedding-3-small")
+PROVIDER = os.environ.get("RAG_PROVIDER", "openai")
+CHUNK_WORDS, CHUNK_OVERLAP = 60, 10
+_WORD = re.compile(r"[\w']+")
+
+app = FastAPI(title="rag-app")
+log = otel_rag.get_logger("rag_app")
+_client: AsyncOpenAI | None = None
+
+
+def client() -> AsyncOpenAI:
+    global _client
+    if _client is None:
+        _client = AsyncOpenAI(api_key=os.environ.get("OPENAI_API_KEY", "local-demo-key"), max_retries=0)
+    return _client
+
+
+@dataclass
+class Chunk:
+    document_id: str
+    index: int
+    text: str
+    vector: list[float]
+
+
+class Index:
+    """All uploaded chunks, searchable with BM25; rebuilt on each upload (fine for a reference service)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[Chunk] = []
+        self._bm25: BM25Okapi | None = None
+        self._lock = threading.Lock()
+
+    def add(self, chunks: list[Chunk]) -> None:
+        with self._lock:
+            self.chunks.extend(chunks)
+            self._bm25 = BM25Okapi([_tokens(chunk.text) for chunk in self.chunks])
+
+    def search(self, question: str, top_k: int) -> list[tuple[Chunk, float]]:
+        with self._lock:
+            if self._bm25 is None:
+                return []
+            words = set(_tokens(question))
+            scores = self._bm25.get_scores(list(words))
+            # BM25's idf goes negative in tiny corpora, so "relevant" means sharing a word, ranked by score.
+            matching = [(c, float(s)) for c, s in zip(self.chunks, scores, strict=True) if words & set(_tokens(c.text))]
+        return sorted(matching, key=lambda pair: pair[1], reverse=True)[:top_k]
+
+
+INDEX = Index()
+
+
+def _tokens(text: str) -> list[str]:
+    return [word.lower() for word in _WORD.findall(text)]
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=False))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
+
+
+def _parse(filename: str, data: bytes) -> tuple[str, int]:
+    """(text, pages) of an uploaded file."""
+    if filename.lower().endswith(".pdf"):
+        from pypdf import PdfReader
+
+        reader = PdfReader(io.BytesIO(data))
+        return "\n".join(page.extract_text() or "" for page in reader.pages), len(reader.pages)
+    if filename.lower().endswith((".txt", ".md", ".markdown")):
+        return data.decode("utf-8", "replace"), 1
+    raise HTTPException(status_code=415, detail="upload a .txt, .md or .pdf file")
+
+
+def _chunk(text: str) -> list[str]:
+    words = text.split()
+    step = CHUNK_WORDS - CHUNK_OVERLAP
+    return [" ".join(words[i : i + CHUNK_WORDS]) for i in range(0, max(len(words) - CHUNK_OVERLAP, 1), step)]
+
+
+async def _embed(texts: list[str]) -> list[list[float]]:
+    with rag.embed(model=EMBEDDING_MODEL, provider=PROVIDER, input_count=len(texts)) as stage:
+        response = await client().embeddings.create(model=EMBEDDING_MODEL, input=texts)
+        stage.usage(input_tokens=response.usage.prompt_tokens)
+        return [item.embedding for item in response.data]
+
+
+@app.post("/documents")
+async def upload_document(file: UploadFile = File(...)) -> dict[str, Any]:  # noqa: B008 - FastAPI's idiom
+    data = await file.read()
+    document_id = f"doc-{uuid.uuid4().hex[:12]}"
+    filename = file.filename or "upload"
+    with rag.upload(document_id=document_id, filename=filename, size=len(data), mime_type=file.content_type):
+        with rag.parse(document_id=document_id) as stage:
+            text, pages = _parse(filename, data)
+            stage.set(pages=pages, characters=len(text))
+        if not text.strip():
+            raise HTTPException(status_code=422, detail="no text found in the document")
+        with rag.chunk(chunk_size=CHUNK_WORDS, chunk_overlap=CHUNK_OVERLAP) as stage:
+            pieces = _chunk(text)
+            stage.set(chunk_count=len(pieces))
+            for index, piece in enumerate(pieces):
+                log.debug("chunk.created", document_id=document_id, chunk_index=index, words=len(piece.split()))
+        vectors = await _embed(pieces)
+        with rag.Stage("index", index="memory-bm25", document_id=document_id) as stage:
+            INDEX.add(
+                [
+                    Chunk(document_id, i, piece, vector)
+                    for i, (piece, vector) in enumerate(zip(pieces, vectors, strict=True))
+                ]
+            )
+            stage.set(total_chunks=len(INDEX.chunks))
+    return {"document_id": document_id, "chunks": len(pieces), "pages": pages, "trace_id": otel_rag.current_trace_id()}
+
+
+class Query(BaseModel):
+    question: str = Field(min_length=1, max_length=2000)
+    top_k: int = Field(default=4, ge=1, le=20)
+
+
+@app.post("/query")
+async def query(body: Query) -> dict[str, Any]:
+    with rag.retrieve(index="memory-bm25", top_k=body.top_k * 2) as stage:
+        hits = INDEX.search(body.question, body.top_k * 2)
+        stage.results(len(hits), best_score=hits[0][1] if hits else None)
+    if not hits:
+        return {"answer": "No documents match that question.", "sources": [], "trace_id": otel_rag.current_trace_id()}
+    with rag.rerank(reranker="embedding-cosine", top_k=body.top_k) as stage:
+        (question_vector,) = await _embed([body.question])
+        reranked = sorted(hits, key=lambda hit: _cosine(hit[0].vector, question_vector), reverse=True)[: body.top_k]
+        stage.results(len(reranked), best_score=_cosine(reranked[0][0].vector, question_vector))
+    context = "\n\n".join(chunk.text for chunk, _ in reranked)
+    prompt = f"Answer only from the context.\n\nContext:\n{context}\n\nQuestion: {body.question}"
+    with rag.generate(model=CHAT_MODEL, provider=PROVIDER) as stage:
+        stage.content("prompt", prompt)
+        completion = await client().chat.completions.create(
+            model=CHAT_MODEL, messages=[{"role": "user", "content": prompt}], temperature=0
+        )
+        answer = completion.choices[0].message.content or ""
+        usage = completion.usage
+        stage.usage(usage.prompt_tokens if usage else None, usage.completion_tokens if usage else None)
+        stage.content("completion", answer)
+        check = otel_rag.groundedness(answer, [chunk.text for chunk, _ in reranked])
+        otel_rag.record_quality(groundedness=check.score, hallucinated=check.score < 0.5)
+    return {
+        "answer": answer,
+        "sources": [{"document_id": c.document_id, "chunk": c.index, "score": round(s, 4)} for c, s in reranked],
+        "groundedness": check.score,
+        "usage": {"input_tokens": stage.input_tokens, "output_tokens": stage.output_tokens},
+        "cost_usd": stage.cost,
+        "trace_id": otel_rag.current_trace_id(),
+    }
+
+
+class Feedback(BaseModel):
+    trace_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    rating: int = Field(ge=1, le=5)
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+@app.post("/feedback")
+async def feedback(body: Feedback) -> dict[str, Any]:
+    otel_rag.record_quality(trace_id=body.trace_id, user_feedback=(body.rating - 1) / 4)
+    log.info("feedback.received", rated_trace_id=body.trace_id, rating=body.rating, has_comment=bool(body.comment))
+    return {"recorded": True, "trace_id": otel_rag.current_trace_id()}
+
+
+@app.get("/healthz")
+async def healthz() -> dict[str, Any]:
+    return {"ok": True, "chunks": len(INDEX.chunks)}
