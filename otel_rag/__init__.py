@@ -16,6 +16,7 @@ __all__ = [
     "get_logger",
     "groundedness",
     "instrument_app",
+    "langsmith_url",
     "rag",
     "record_quality",
     "set_user",
@@ -29,6 +30,7 @@ _EXPORTS = {
     "get_logger": "otel_rag.logs",
     "instrument_app": "otel_rag.fastapi",
     "groundedness": "otel_rag.quality",
+    "langsmith_url": "otel_rag.langsmith",
     "record_quality": "otel_rag.quality",
     "set_user": "otel_rag.tracing",
     "trace_span": "otel_rag.tracing",
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from .config import ConfigError
     from .configurator import configure
     from .fastapi import instrument_app
+    from .langsmith import langsmith_url
     from .logs import get_logger
     from .quality import groundedness, record_quality
     from .tracing import current_trace_id, set_user, trace_span

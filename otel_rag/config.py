@@ -310,6 +310,21 @@ CAPTURE_CONTENT = Setting(
     standard=True,
 )
 
+MIRROR_LANGSMITH = Setting(
+    "OTEL_RAG_LANGSMITH",
+    _bool,
+    None,
+    "Mirror RAG spans to LangSmith. Unset: on when LANGSMITH_API_KEY is set.",
+    "true, false",
+)
+LANGSMITH_SAMPLE_RATIO = Setting(
+    "OTEL_RAG_LANGSMITH_SAMPLE_RATIO",
+    _ratio,
+    "1.0",
+    "Share of traces mirrored to LangSmith, decided from the trace id (a trace is mirrored whole or not at all).",
+    "a number from 0 to 1",
+)
+
 SERVICE_NAME = Setting(
     "OTEL_SERVICE_NAME", _str, None, "Service name on every span, metric and log line.", "any", standard=True
 )
@@ -413,6 +428,8 @@ CATALOGUE: tuple[Setting[Any], ...] = (
     SPOOL_MAX_BYTES,
     SPOOL_FSYNC,
     PRICES_FILE,
+    MIRROR_LANGSMITH,
+    LANGSMITH_SAMPLE_RATIO,
     SERVICE_NAME,
     RESOURCE_ATTRIBUTES,
     SDK_DISABLED,

@@ -27,6 +27,7 @@ from opentelemetry.util._importlib_metadata import entry_points
 
 from .config import LOGS_EXPORTER, METRICS_EXPORTER, SDK_DEFAULTS, TRACES_EXPORTER, ConfigError, Settings
 from .config import load_settings as _load_settings
+from .langsmith import mirror_from_environment
 from .logs import setup_logging
 from .otlp import FastOTLPSpanExporter
 from .rag import GenAIChildSpans
@@ -111,9 +112,13 @@ def configure(**sdk_kwargs: Any) -> Settings | None:
                 return PostgresLogProcessor(exporter)
             return BatchLogRecordProcessor(exporter)
 
+        span_processors: list[SpanProcessor] = [UserSpanProcessor(), GenAIChildSpans()]
+        mirror = mirror_from_environment(redactor)
+        if mirror is not None:
+            span_processors.append(mirror)
         _initialize_components(
             setup_logging_handler=False,
-            span_processors=[UserSpanProcessor(), GenAIChildSpans()],
+            span_processors=span_processors,
             export_span_processor=export_span_processor,
             export_log_record_processor=export_log_processor,
             **sdk_kwargs,

@@ -121,3 +121,16 @@ rag_quality_score = _meter.create_histogram(
     description="Quality scores from 0 to 1, by gen_ai.evaluation.name (groundedness, faithfulness, ...).",
     explicit_bucket_boundaries_advisory=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
 )
+
+
+# -- the LangSmith mirror -----------------------------------------------------------------------------------------
+
+langsmith_mirrored = _meter.create_counter(
+    "otel_rag.langsmith.mirrored", unit="{run}", description="Runs sent to LangSmith."
+)
+langsmith_failed = _meter.create_counter(
+    "otel_rag.langsmith.failed", unit="{run}", description="Runs LangSmith did not accept (down, refusing)."
+)
+langsmith_dropped = _meter.create_counter(
+    "otel_rag.langsmith.dropped", unit="{run}", description="Runs dropped because the mirror's queue was full."
+)

@@ -1,0 +1,334 @@
+"""Mirror the RAG spans of each trace to LangSmith as one nested run tree.
+
+Design. LangSmith's own OTel path (`langsmith.integrations.otel`) forwards raw OTLP and leaves the shape of the runs
+to the server. We build the runs ourselves and send them through `langsmith.Client` (multipart ingest, batch as the
+fallback), so each trace becomes the tree a LangSmith user expects:
+
+- which spans: the ones carrying `rag.stage` (our stage helpers) or `gen_ai.operation.name` (GenAI instrumentation),
+  under the trace's local root (the HTTP server span) as a `chain` run; a trace without RAG spans is not mirrored.
+  A mirrored span's parent run is its nearest mirrored ancestor, so helper spans in between do not break the tree.
+- ids: a run's id is `langsmith_run_id_from_otel_span_id(span_id)`, the mapping LangSmith itself applies to OTel
+  spans, so a span's run URL is known at once; the LangSmith trace id is the root run's id, and `dotted_order` is
+  built from start times and run ids, parent first.
+- run types: upload/chain, parse/parser, chunk/tool, embed/embedding, retrieve and rerank/retriever,
+  generate/llm; token usage (and our cost) in `outputs.usage_metadata`; `ls_provider` and `ls_model_name` in the
+  metadata so LangSmith can price runs itself; the OTel trace id, user and service too.
+- content follows OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: prompts and completions are sent only when
+  they were recorded on the span; attributes are redacted before anything leaves.
+- sampling (`OTEL_RAG_LANGSMITH_SAMPLE_RATIO`) is decided from the trace id, so a trace is mirrored whole or not.
+- nothing here blocks the application: runs of a trace are assembled when its root span ends and handed to a
+  bounded queue that one daemon thread sends; when LangSmith is slow or down the queue drops the oldest traces,
+  and failures and drops are counted (`otel_rag.langsmith.*` metrics).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import os
+import threading
+import uuid
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.trace import Span
+
+from . import metrics
+from .config import LANGSMITH_API_KEY, LANGSMITH_ENDPOINT, LANGSMITH_PROJECT, LANGSMITH_SAMPLE_RATIO, MIRROR_LANGSMITH
+from .redaction import Redactor
+from .tracing import _request_user
+
+__all__ = ["LangSmithMirror", "langsmith_url", "mirror_from_environment", "run_id"]
+
+_logger = logging.getLogger("otel_rag.langsmith")
+_RUN_TYPES = {
+    "upload": "chain",
+    "parse": "parser",
+    "chunk": "tool",
+    "embed": "embedding",
+    "retrieve": "retriever",
+    "rerank": "retriever",
+    "generate": "llm",
+    "chat": "llm",
+    "text_completion": "llm",
+    "embeddings": "embedding",
+}
+_MAX_QUEUED_TRACES = 1000
+_active: LangSmithMirror | None = None
+
+
+def run_id(span_id: int) -> uuid.UUID:
+    """The LangSmith run id of an OTel span id (LangSmith's own mapping: the 8 bytes right-aligned in 16)."""
+    from langsmith.integrations.otel import langsmith_run_id_from_otel_span_id
+
+    return langsmith_run_id_from_otel_span_id(span_id)
+
+
+def _stamp(nanoseconds: int) -> str:
+    return dt.datetime.fromtimestamp(nanoseconds / 1e9, dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def _iso(nanoseconds: int) -> str:
+    return dt.datetime.fromtimestamp(nanoseconds / 1e9, dt.UTC).isoformat()
+
+
+def _mirrored(attributes: Any) -> bool:
+    return "rag.stage" in attributes or "gen_ai.operation.name" in attributes
+
+
+class _Trace:
+    """What we know of one trace in flight: parent links of all its spans, and its finished mirrored spans."""
+
+    __slots__ = ("parents", "spans")
+
+    def __init__(self) -> None:
+        self.parents: dict[int, int | None] = {}
+        self.spans: list[ReadableSpan] = []
+
+
+class LangSmithMirror(SpanProcessor):
+    def __init__(
+        self,
+        client: Any,
+        project: str = "default",
+        sample_ratio: float = 1.0,
+        redactor: Redactor | None = None,
+        capture_content: bool = False,
+    ) -> None:
+        self.client = client
+        self.project = project
+        self.sample_ratio = sample_ratio
+        self.redactor = redactor or Redactor()
+        self.capture_content = capture_content
+        self._traces: dict[int, _Trace] = {}
+        self._lock = threading.Lock()
+        self._queue: collections.deque[list[dict[str, Any]]] = collections.deque()
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._url_prefix: str | None = None
+        self._thread = threading.Thread(target=self._send_loop, name="otel-rag-langsmith", daemon=True)
+        self._thread.start()
+
+    # -- which traces --------------------------------------------------------------------------------------------
+
+    def sampled(self, trace_id: int) -> bool:
+        """Trace-id based: the same decision for every span of a trace, in every process."""
+        return (trace_id & 0xFFFFFFFFFFFFFFFF) < self.sample_ratio * 2**64
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        context = span.get_span_context()
+        if not self.sampled(context.trace_id):
+            return
+        parent = getattr(span, "parent", None)
+        local_parent = parent.span_id if parent is not None and not parent.is_remote else None
+        with self._lock:
+            self._traces.setdefault(context.trace_id, _Trace()).parents[context.span_id] = local_parent
+        attributes = getattr(span, "attributes", None) or {}
+        if "rag.stage" in attributes:
+            self._link_root(context.trace_id)
+
+    def _link_root(self, trace_id: int) -> None:
+        """Put `langsmith.url` on the request's root span while it is still open."""
+        box = _request_user.get()
+        root = box.root_span if box is not None else None
+        if root is None or not root.is_recording() or root.get_span_context().trace_id != trace_id:
+            return
+        url = langsmith_url(format(trace_id, "032x"), root_span_id=root.get_span_context().span_id)
+        if url:
+            root.set_attribute("langsmith.url", url)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is None or not self.sampled(context.trace_id):
+            return
+        with self._lock:
+            trace = self._traces.get(context.trace_id)
+            if trace is None:
+                return
+            is_root = trace.parents.get(context.span_id) is None
+            if is_root or _mirrored(span.attributes or {}):
+                trace.spans.append(span)
+            if not is_root:
+                return
+            del self._traces[context.trace_id]
+        runs = self._runs(trace, span)
+        if runs:
+            self._enqueue(runs)
+
+    # -- spans to runs -------------------------------------------------------------------------------------------
+
+    def _runs(self, trace: _Trace, root: ReadableSpan) -> list[dict[str, Any]]:
+        if not any(_mirrored(span.attributes or {}) for span in trace.spans):
+            return []  # plain HTTP traffic is not LangSmith's business
+        mirrored = {span.context.span_id: span for span in trace.spans if span.context is not None}
+        root_id = root.context.span_id
+        orders: dict[int, str] = {}
+
+        def parent_of(span_id: int) -> int | None:
+            parent = trace.parents.get(span_id)
+            while parent is not None and parent not in mirrored:
+                parent = trace.parents.get(parent)
+            return parent
+
+        def order(span_id: int) -> str:
+            if span_id not in orders:
+                span = mirrored[span_id]
+                own = f"{_stamp(span.start_time or 0)}{run_id(span_id)}"
+                parent = parent_of(span_id) if span_id != root_id else None
+                orders[span_id] = f"{order(parent)}.{own}" if parent is not None else own
+            return orders[span_id]
+
+        runs = []
+        for span_id, span in mirrored.items():
+            parent = parent_of(span_id) if span_id != root_id else None
+            runs.append(self._run(span, trace_root=root_id, parent=parent, dotted_order=order(span_id)))
+        return runs
+
+    def _run(self, span: ReadableSpan, trace_root: int, parent: int | None, dotted_order: str) -> dict[str, Any]:
+        plain: dict[str, Any] = dict(span.attributes or {})
+        attributes: dict[str, Any] = self.redactor.scrub_mapping(plain) or plain
+        stage = attributes.get("rag.stage") or attributes.get("gen_ai.operation.name")
+        inputs: dict[str, Any] = {}
+        outputs: dict[str, Any] = {}
+        for key, value in attributes.items():
+            if key in ("gen_ai.input.messages", "gen_ai.output.messages"):
+                if self.capture_content:
+                    (inputs if key.startswith("gen_ai.input") else outputs)["messages"] = value
+            elif key.startswith("rag.") and key not in ("rag.stage", "rag.cost_usd"):
+                (outputs if "count" in key or "score" in key else inputs)[key.removeprefix("rag.")] = value
+        input_tokens = attributes.get("gen_ai.usage.input_tokens")
+        output_tokens = attributes.get("gen_ai.usage.output_tokens")
+        if input_tokens is not None or output_tokens is not None:
+            usage: dict[str, Any] = {"input_tokens": int(input_tokens or 0), "output_tokens": int(output_tokens or 0)}
+            usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+            if "rag.cost_usd" in attributes:
+                usage["total_cost"] = attributes["rag.cost_usd"]
+            outputs["usage_metadata"] = usage
+        metadata = {
+            "otel_trace_id": format(span.context.trace_id, "032x"),
+            "otel_span_id": format(span.context.span_id, "016x"),
+            "service": (span.resource.attributes.get("service.name") if span.resource else None),
+            "user_id": attributes.get("enduser.id"),
+            "ls_provider": attributes.get("gen_ai.provider.name") or attributes.get("gen_ai.system"),
+            "ls_model_name": attributes.get("gen_ai.request.model"),
+        }
+        run: dict[str, Any] = {
+            "id": str(run_id(span.context.span_id)),
+            "trace_id": str(run_id(trace_root)),
+            "dotted_order": dotted_order,
+            "name": span.name,
+            "run_type": _RUN_TYPES.get(str(stage), "chain") if stage else "chain",
+            "start_time": _iso(span.start_time or 0),
+            "end_time": _iso(span.end_time or span.start_time or 0),
+            "inputs": inputs,
+            "outputs": outputs,
+            "extra": {"metadata": {k: v for k, v in metadata.items() if v is not None}},
+            "session_name": self.project,
+        }
+        if parent is not None:
+            run["parent_run_id"] = str(run_id(parent))
+        if span.status.status_code.name == "ERROR":
+            run["error"] = span.status.description or "error"
+        return run
+
+    # -- sending -------------------------------------------------------------------------------------------------
+
+    def _enqueue(self, runs: list[dict[str, Any]]) -> None:
+        with self._wake:
+            if len(self._queue) >= _MAX_QUEUED_TRACES:
+                dropped = self._queue.popleft()
+                metrics.langsmith_dropped.add(len(dropped))
+            self._queue.append(runs)
+            self._wake.notify()
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._stopping:
+                    self._wake.wait(1.0)
+                if not self._queue and self._stopping:
+                    return
+                batch = [run for _ in range(min(len(self._queue), 50)) for run in self._queue.popleft()]
+            self._send(batch)
+
+    def _send(self, runs: list[dict[str, Any]]) -> None:
+        from langsmith import utils as ls_utils
+
+        try:
+            try:
+                self.client.multipart_ingest(create=runs)
+            except ls_utils.LangSmithNotFoundError:
+                self.client.batch_ingest_runs(create=runs)
+            metrics.langsmith_mirrored.add(len(runs))
+        except Exception as error:  # LangSmith down or refusing: count it, never disturb the application
+            metrics.langsmith_failed.add(len(runs))
+            _logger.warning("mirroring %d runs to LangSmith failed: %s", len(runs), error)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        deadline = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=timeout_millis)
+        with self._wake:
+            self._wake.notify()
+        while self._queue and dt.datetime.now(dt.UTC) < deadline:
+            threading.Event().wait(0.05)
+        return not self._queue
+
+    def shutdown(self) -> None:
+        self.force_flush(5_000)
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join(5)
+
+    # -- links ---------------------------------------------------------------------------------------------------
+
+    def resolve_url_prefix(self) -> str | None:
+        """`<host>/o/<tenant>/projects/p/<project id>/r/`, looked up once (None while LangSmith is unreachable)."""
+        if self._url_prefix is None:
+            try:
+                project = self.client.read_project(project_name=self.project)
+                tenant = project.tenant_id
+                self._url_prefix = f"{self.client._host_url}/o/{tenant}/projects/p/{project.id}/r/"
+            except Exception as error:
+                _logger.debug("LangSmith project link not resolved yet: %s", error)
+                return None
+        return self._url_prefix
+
+
+def langsmith_url(trace_id: str, root_span_id: int | None = None) -> str | None:
+    """The LangSmith URL of a mirrored trace's root run, or None when not mirrored (or not resolvable yet).
+
+    With `root_span_id` (16 hex known to the caller as an int), the URL points at that run; without it, at the
+    trace, found through the store's root span when the caller has it. Sampled-out traces have no URL.
+    """
+    mirror = _active
+    if mirror is None or not mirror.sampled(int(trace_id, 16)):
+        return None
+    prefix = mirror.resolve_url_prefix()
+    if prefix is None or root_span_id is None:
+        return None
+    root = run_id(root_span_id)
+    return f"{prefix}{root}?trace_id={root}"
+
+
+def mirror_from_environment(redactor: Redactor) -> LangSmithMirror | None:
+    """The mirror when LANGSMITH_API_KEY is set (or OTEL_RAG_LANGSMITH=true), else None."""
+    global _active
+    enabled = MIRROR_LANGSMITH.read(os.environ)
+    api_key = LANGSMITH_API_KEY.read(os.environ)
+    if enabled is False or (enabled is None and not api_key):
+        return None
+    from langsmith import Client
+
+    from .rag import capture_mode
+
+    client = Client(api_url=LANGSMITH_ENDPOINT.read(os.environ), api_key=api_key, auto_batch_tracing=False)
+    _active = LangSmithMirror(
+        client,
+        project=str(LANGSMITH_PROJECT.read(os.environ)),
+        sample_ratio=float(LANGSMITH_SAMPLE_RATIO.read(os.environ) or 1.0),
+        redactor=redactor,
+        capture_content=capture_mode()[0],
+    )
+    return _active

@@ -1,0 +1,176 @@
+"""The LangSmith mirror, through the real langsmith SDK, against a local server that decodes what it receives."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from langsmith import Client
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from otel_rag import rag
+from otel_rag.langsmith import LangSmithMirror, run_id
+from otel_rag.tracing import begin_request, end_request
+from tests.support.langsmith_server import PROJECT_ID, TENANT_ID, LangSmithStub
+
+
+@pytest.fixture
+def stub() -> Iterator[LangSmithStub]:
+    server = LangSmithStub()
+    yield server
+    server.close()
+
+
+def _setup(url: str, **options: Any) -> tuple[TracerProvider, LangSmithMirror]:
+    client = Client(api_url=url, api_key="lsv2_pt_test", auto_batch_tracing=False)
+    mirror = LangSmithMirror(client, project="rag-tests", **options)
+    provider = TracerProvider(resource=Resource.create({"service.name": "rag-api"}))
+    provider.add_span_processor(mirror)
+    return provider, mirror
+
+
+def _request(provider: TracerProvider, user: str = "ana", secret: bool = False) -> Any:
+    """A server span with the RAG stages of a query inside, plus a helper span and an HTTP client span."""
+    tracer = provider.get_tracer("test")
+    import otel_rag.rag as rag_module
+
+    original = rag_module._tracer
+    rag_module._tracer = tracer  # the stage helpers on this test's provider
+    try:
+        with tracer.start_as_current_span("POST /query", kind=SpanKind.SERVER) as root:
+            token = begin_request(user, root)
+            root.set_attribute("enduser.id", user)
+            with rag.retrieve(index="docs", top_k=4) as stage:
+                stage.results(3, best_score=0.8)
+            # The helper span is not mirrored: the stage inside it attaches to the nearest mirrored run.
+            with (
+                tracer.start_as_current_span("helper"),
+                rag.generate(model="gpt-4o-mini", provider="openai") as generate,
+            ):
+                generate.usage(120, 30)
+                if secret:
+                    generate.set(api_key="sk-live-abcdefghijklmnopqrstuvwxyz")
+                with tracer.start_as_current_span("POST /v1/chat/completions", kind=SpanKind.CLIENT):
+                    pass
+            end_request(token)
+    finally:
+        rag_module._tracer = original
+    return root
+
+
+def _wait(stub: LangSmithStub, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while len(stub.runs) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_a_trace_becomes_one_nested_run_tree(stub: LangSmithStub) -> None:
+    provider, mirror = _setup(stub.url)
+    root = _request(provider)
+    assert mirror.force_flush(10_000)
+    _wait(stub, 3)
+    assert any(r.startswith("POST /runs/multipart") for r in stub.requests)
+    runs = {run["name"]: run for run in stub.runs.values()}
+    assert set(runs) == {"POST /query", "rag.retrieve", "rag.generate"}  # no helper, no HTTP client span
+    root_run = runs["POST /query"]
+    root_id = str(run_id(root.get_span_context().span_id))
+    assert root_run["id"] == root_id and root_run["trace_id"] == root_id and "parent_run_id" not in root_run
+    for name in ("rag.retrieve", "rag.generate"):
+        assert runs[name]["parent_run_id"] == root_id  # the helper span in between is skipped
+        assert runs[name]["trace_id"] == root_id
+        assert runs[name]["dotted_order"].startswith(root_run["dotted_order"] + ".")
+    assert (runs["rag.retrieve"]["run_type"], runs["rag.generate"]["run_type"], root_run["run_type"]) == (
+        "retriever",
+        "llm",
+        "chain",
+    )
+    generate = runs["rag.generate"]
+    usage = generate["outputs"]["usage_metadata"]
+    assert (usage["input_tokens"], usage["output_tokens"], usage["total_tokens"]) == (120, 30, 150)
+    assert usage["total_cost"] == pytest.approx((120 * 0.15 + 30 * 0.6) / 1e6)
+    metadata = generate["extra"]["metadata"]
+    assert metadata["ls_provider"] == "openai" and metadata["ls_model_name"] == "gpt-4o-mini"
+    assert metadata["otel_trace_id"] == format(root.get_span_context().trace_id, "032x")
+    assert metadata["service"] == "rag-api"
+    assert runs["rag.retrieve"]["outputs"]["retrieval.result_count"] == 3
+    mirror.shutdown()
+
+
+def test_redacted_values_never_arrive_and_errors_are_marked(stub: LangSmithStub) -> None:
+    provider, mirror = _setup(stub.url)
+    tracer = provider.get_tracer("t")
+    _request(provider, secret=True)
+    with tracer.start_as_current_span("POST /documents") as root, rag.Stage("parse") as stage:
+        stage.span.set_status(Status(StatusCode.ERROR, "unreadable pdf"))  # type: ignore[union-attr]
+    assert mirror.force_flush(10_000)
+    _wait(stub, 3)
+    assert "sk-live-abcdefghijklmnopqrstuvwxyz" not in str(stub.runs)
+    assert root is not None
+    mirror.shutdown()
+
+
+def test_sampling_keeps_traces_whole(stub: LangSmithStub) -> None:
+    provider, mirror = _setup(stub.url, sample_ratio=0.5)
+    roots = [_request(provider, user=f"u{i}") for i in range(40)]
+    assert mirror.force_flush(10_000)
+    time.sleep(0.5)
+    mirrored = {run["trace_id"] for run in stub.runs.values()}
+    expected = {
+        str(run_id(r.get_span_context().span_id)) for r in roots if mirror.sampled(r.get_span_context().trace_id)
+    }
+    assert mirrored == expected and 5 < len(expected) < 35
+    per_trace: dict[str, int] = {}
+    for run in stub.runs.values():
+        per_trace[run["trace_id"]] = per_trace.get(run["trace_id"], 0) + 1
+    assert set(per_trace.values()) == {3}  # whole traces only
+    mirror.shutdown()
+
+
+def test_fallback_to_batch_and_failures_never_reach_the_app() -> None:
+    no_multipart = LangSmithStub(multipart=False)
+    try:
+        provider, mirror = _setup(no_multipart.url)
+        _request(provider)
+        assert mirror.force_flush(10_000)
+        _wait(no_multipart, 3)
+        assert any(r.startswith("POST /runs/batch") for r in no_multipart.requests)
+        assert len(no_multipart.runs) == 3
+        mirror.shutdown()
+    finally:
+        no_multipart.close()
+    down = LangSmithStub(fail=True)
+    try:
+        provider, mirror = _setup(down.url)
+        started = time.perf_counter()
+        for _ in range(5):
+            _request(provider)
+        assert time.perf_counter() - started < 1.0  # the request path never waits for LangSmith
+        mirror.force_flush(10_000)
+        assert down.runs == {}
+        mirror.shutdown()
+    finally:
+        down.close()
+
+
+def test_langsmith_url_is_known_at_once(stub: LangSmithStub) -> None:
+    import otel_rag.langsmith as module
+
+    provider, mirror = _setup(stub.url)
+    module._active = mirror
+    try:
+        root = _request(provider)
+        url = root.attributes["langsmith.url"]
+        root_run = run_id(root.get_span_context().span_id)
+        host = mirror.client._host_url  # the SDK's web host for this API URL
+        assert url == f"{host}/o/{TENANT_ID}/projects/p/{PROJECT_ID}/r/{root_run}?trace_id={root_run}"
+        assert (
+            module.langsmith_url(format(root.get_span_context().trace_id, "032x"), root.get_span_context().span_id)
+            == url
+        )
+    finally:
+        module._active = None
+        mirror.shutdown()
