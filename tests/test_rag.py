@@ -178,3 +178,36 @@ def test_record_quality_on_the_current_span_and_on_a_past_trace(sdk: Sdk, logged
     assert sum(p.value for p in _metric(sdk, "rag.hallucinations")) >= 1
     assert sum(p.value for p in _metric(sdk, "rag.answers")) >= 1
     assert _metric(sdk, "rag.quality.score", **{"gen_ai.evaluation.name": "faithfulness"})
+
+
+def test_genai_instrumentation_spans_inside_a_stage_are_counted_once() -> None:
+    """What opentelemetry-instrumentation-openai-v2 creates inside our generate stage: a `chat <model>` span with
+    its own gen_ai.usage.*. The stage adopts the usage when it reported none; the store counts it once."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import otel_rag.rag as rag_module
+    from otel_rag.store.rows import Limits, span_row
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(rag_module.GenAIChildSpans())
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("openai-v2-like")
+    original, rag_module._tracer = rag_module._tracer, tracer
+    try:
+        with rag.generate(model="gpt-4o-mini", provider="openai") as stage, tracer.start_as_current_span(
+            "chat gpt-4o-mini", attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini"}
+        ) as child:
+            child.set_attributes({"gen_ai.usage.input_tokens": 50, "gen_ai.usage.output_tokens": 5})
+    finally:
+        rag_module._tracer = original
+    assert (stage.input_tokens, stage.output_tokens) == (50, 5) and stage.cost is not None
+    spans = {span.name: span for span in memory.get_finished_spans()}
+    assert spans["chat gpt-4o-mini"].attributes["rag.parent_stage"] == "generate"
+    assert "rag.parent_stage" not in spans["rag.generate"].attributes
+    child_row = span_row(spans["chat gpt-4o-mini"], Limits())
+    stage_row = span_row(spans["rag.generate"], Limits())
+    assert child_row[-3:] == (None, None, None)  # cost, input, output tokens: not counted on the child
+    assert stage_row[-2:] == (50, 5)
