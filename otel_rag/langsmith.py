@@ -28,6 +28,7 @@ import datetime as dt
 import logging
 import os
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -107,6 +108,7 @@ class LangSmithMirror(SpanProcessor):
         self._queue: collections.deque[list[dict[str, Any]]] = collections.deque()
         self._wake = threading.Condition()
         self._stopping = False
+        self._sending = False
         self._url_prefix: str | None = None
         self._thread = threading.Thread(target=self._send_loop, name="otel-rag-langsmith", daemon=True)
         self._thread.start()
@@ -251,7 +253,11 @@ class LangSmithMirror(SpanProcessor):
                 if not self._queue and self._stopping:
                     return
                 batch = [run for _ in range(min(len(self._queue), 50)) for run in self._queue.popleft()]
-            self._send(batch)
+                self._sending = True
+            try:
+                self._send(batch)
+            finally:
+                self._sending = False
 
     def _send(self, runs: list[dict[str, Any]]) -> None:
         from langsmith import utils as ls_utils
@@ -267,12 +273,15 @@ class LangSmithMirror(SpanProcessor):
             _logger.warning("mirroring %d runs to LangSmith failed: %s", len(runs), error)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        deadline = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=timeout_millis)
+        """Wait until the queued traces have been handed to LangSmith (sent, or counted as failed)."""
+        deadline = time.monotonic() + timeout_millis / 1000
         with self._wake:
             self._wake.notify()
-        while self._queue and dt.datetime.now(dt.UTC) < deadline:
-            threading.Event().wait(0.05)
-        return not self._queue
+        while self._queue or self._sending:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def shutdown(self) -> None:
         self.force_flush(5_000)

@@ -101,15 +101,23 @@ def test_a_trace_becomes_one_nested_run_tree(stub: LangSmithStub) -> None:
 
 
 def test_redacted_values_never_arrive_and_errors_are_marked(stub: LangSmithStub) -> None:
+    import otel_rag.rag as rag_module
+
     provider, mirror = _setup(stub.url)
-    tracer = provider.get_tracer("t")
     _request(provider, secret=True)
-    with tracer.start_as_current_span("POST /documents") as root, rag.Stage("parse") as stage:
-        stage.span.set_status(Status(StatusCode.ERROR, "unreadable pdf"))  # type: ignore[union-attr]
+    tracer = provider.get_tracer("t")
+    original, rag_module._tracer = rag_module._tracer, tracer
+    try:
+        with tracer.start_as_current_span("POST /documents"), rag.parse(document_id="d-1") as stage:
+            stage.span.set_status(Status(StatusCode.ERROR, "unreadable pdf"))  # type: ignore[union-attr]
+    finally:
+        rag_module._tracer = original
     assert mirror.force_flush(10_000)
-    _wait(stub, 3)
+    _wait(stub, 5)
     assert "sk-live-abcdefghijklmnopqrstuvwxyz" not in str(stub.runs)
-    assert root is not None
+    assert any(run.get("name") == "rag.generate" and "[REDACTED]" in str(run) for run in stub.runs.values())
+    parse = next(run for run in stub.runs.values() if run["name"] == "rag.parse")
+    assert parse["error"] == "unreadable pdf" and parse["run_type"] == "parser"
     mirror.shutdown()
 
 

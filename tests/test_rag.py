@@ -197,9 +197,12 @@ def test_genai_instrumentation_spans_inside_a_stage_are_counted_once() -> None:
     tracer = provider.get_tracer("openai-v2-like")
     original, rag_module._tracer = rag_module._tracer, tracer
     try:
-        with rag.generate(model="gpt-4o-mini", provider="openai") as stage, tracer.start_as_current_span(
-            "chat gpt-4o-mini", attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini"}
-        ) as child:
+        with (
+            rag.generate(model="gpt-4o-mini", provider="openai") as stage,
+            tracer.start_as_current_span(
+                "chat gpt-4o-mini", attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini"}
+            ) as child,
+        ):
             child.set_attributes({"gen_ai.usage.input_tokens": 50, "gen_ai.usage.output_tokens": 5})
     finally:
         rag_module._tracer = original
