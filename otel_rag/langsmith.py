@@ -39,7 +39,7 @@ from opentelemetry.trace import Span
 from . import metrics
 from .config import LANGSMITH_API_KEY, LANGSMITH_ENDPOINT, LANGSMITH_PROJECT, LANGSMITH_SAMPLE_RATIO, MIRROR_LANGSMITH
 from .redaction import Redactor
-from .tracing import _request_user
+from .tracing import request_user_box
 
 __all__ = ["LangSmithMirror", "langsmith_url", "mirror_from_environment", "run_id"]
 
@@ -133,7 +133,7 @@ class LangSmithMirror(SpanProcessor):
 
     def _link_root(self, trace_id: int) -> None:
         """Put `langsmith.url` on the request's root span while it is still open."""
-        box = _request_user.get()
+        box = request_user_box.get()
         root = box.root_span if box is not None else None
         if root is None or not root.is_recording() or root.get_span_context().trace_id != trace_id:
             return

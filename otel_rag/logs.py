@@ -31,7 +31,7 @@ from opentelemetry._logs import LoggerProvider, SeverityNumber
 
 from .config import Settings
 from .redaction import Redactor
-from .tracing import ENDUSER_ID, FAILED_REQUEST_ATTR, _attribute_value, _request_user
+from .tracing import ENDUSER_ID, FAILED_REQUEST_ATTR, attribute_value, request_user_box
 
 __all__ = ["JsonLogHandler", "adopt_console_handlers", "get_logger", "setup_logging"]
 
@@ -100,7 +100,7 @@ def make_enricher(service: str) -> Processor:
         epoch = created if created is not None else time.time()
         span_context = get_span().get_span_context()
         valid = span_context.is_valid
-        box = _request_user.get()
+        box = request_user_box.get()
         if not valid:  # e.g. the server's "Exception in ASGI application", logged after the request ended
             failed = _failed_request(event_dict.get("exc_info"))
             if failed is not None:
@@ -190,7 +190,7 @@ class OTelBridge:
             if otel_logger is None:
                 otel_logger = self._loggers.setdefault(name, self._provider.get_logger(name))
             attributes = {
-                key: _attribute_value(value)
+                key: attribute_value(value)
                 for key, value in event_dict.items()
                 if key not in _LINE_KEYS and value is not None
             }

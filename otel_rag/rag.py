@@ -37,7 +37,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from . import metrics
 from .config import CAPTURE_CONTENT
 from .pricing import cost_usd
-from .tracing import _attribute_value
+from .tracing import attribute_value
 
 __all__ = [
     "GenAIChildSpans",
@@ -115,7 +115,7 @@ class Stage:
 
     def _merge(self, attributes: dict[str, Any]) -> dict[str, Any]:
         named = {
-            _ATTRIBUTE_NAMES.get(key, key if "." in key else f"rag.{key}"): _attribute_value(value)
+            _ATTRIBUTE_NAMES.get(key, key if "." in key else f"rag.{key}"): attribute_value(value)
             for key, value in attributes.items()
             if value is not None
         }

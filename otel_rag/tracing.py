@@ -27,9 +27,11 @@ from opentelemetry.util.types import AttributeValue
 __all__ = [
     "ENDUSER_ID",
     "UserSpanProcessor",
+    "attribute_value",
     "current_trace_id",
     "current_user",
     "propagate_context_to_threads",
+    "request_user_box",
     "set_user",
     "trace_span",
 ]
@@ -59,22 +61,22 @@ class _RequestUser:
 # Set on an exception that escaped a request, so the server's own error log line can name the trace and user.
 FAILED_REQUEST_ATTR = "_otel_rag_failed_request"
 
-_request_user: contextvars.ContextVar[_RequestUser | None] = contextvars.ContextVar(
+request_user_box: contextvars.ContextVar[_RequestUser | None] = contextvars.ContextVar(
     "otel_rag_request_user", default=None
 )
 
 
 def begin_request(user_id: str | None, root_span: Span) -> contextvars.Token[_RequestUser | None]:
     """Called by the HTTP middleware: a fresh user box for this request."""
-    return _request_user.set(_RequestUser(user_id, root_span))
+    return request_user_box.set(_RequestUser(user_id, root_span))
 
 
 def end_request(token: contextvars.Token[_RequestUser | None], error: BaseException | None = None) -> None:
-    box = _request_user.get()
+    box = request_user_box.get()
     if error is not None and box is not None and box.root_span is not None:
         with contextlib.suppress(AttributeError):  # exceptions with __slots__ cannot carry it
             setattr(error, FAILED_REQUEST_ATTR, (box.root_span.get_span_context(), box))
-    _request_user.reset(token)
+    request_user_box.reset(token)
 
 
 def set_user(user_id: str | None) -> None:
@@ -83,10 +85,10 @@ def set_user(user_id: str | None) -> None:
     Every log line after this carries `user_id`; the request's server span and every span started after
     this carry `enduser.id`.
     """
-    box = _request_user.get()
+    box = request_user_box.get()
     if box is None:
         box = _RequestUser()
-        _request_user.set(box)
+        request_user_box.set(box)
     box.user_id = user_id
     if user_id is None:
         return
@@ -98,7 +100,7 @@ def set_user(user_id: str | None) -> None:
 
 
 def current_user() -> str | None:
-    box = _request_user.get()
+    box = request_user_box.get()
     return box.user_id if box is not None else None
 
 
@@ -112,7 +114,7 @@ class UserSpanProcessor(SpanProcessor):
     """Stamps `enduser.id` on every span started while a user is known."""
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        box = _request_user.get()
+        box = request_user_box.get()
         if box is not None and box.user_id is not None:
             span.set_attribute(ENDUSER_ID, box.user_id)
 
@@ -126,7 +128,8 @@ class UserSpanProcessor(SpanProcessor):
         return True
 
 
-def _attribute_value(value: Any) -> AttributeValue:
+def attribute_value(value: Any) -> AttributeValue:
+    """A value OTel attributes can hold: scalars and lists of scalars as they are, anything else as text."""
     if isinstance(value, (str, bool, int, float)):
         return value
     if isinstance(value, (list, tuple)) and all(isinstance(v, (str, bool, int, float)) for v in value):
@@ -149,7 +152,7 @@ class trace_span:  # lower case: used like a function, `with trace_span("x")` / 
 
     def __init__(self, name: str | None = None, /, **attributes: Any) -> None:
         self._name = name
-        self._attributes = {key: _attribute_value(value) for key, value in attributes.items()}
+        self._attributes = {key: attribute_value(value) for key, value in attributes.items()}
         self._stack: list[Any] = []
 
     @contextmanager
