@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import metrics
 from .config import USER_ID_HEADER
-from .tracing import ENDUSER_ID, begin_request, end_request
+from .tracing import ENDUSER_ID, begin_request, end_request, set_request_root
 
 __all__ = ["TracingMiddleware", "instrument_app", "instrument_starlette"]
 
@@ -103,10 +103,11 @@ class TracingMiddleware:
         client = scope.get("client")
         if client:
             attributes["client.address"] = client[0]
+        user_token = begin_request(user_id)  # before the span, so span processors see this request's user
         tracer = self._tracer or self._get_tracer()
         span = tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+        set_request_root(span)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
-        user_token = begin_request(user_id, span)
         span_context = span.get_span_context()
         trace_hex = format(span_context.trace_id, "032x").encode("ascii")
         traceresponse = b"00-%s-%016x-%02x" % (trace_hex, span_context.span_id, int(span_context.trace_flags))

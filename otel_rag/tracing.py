@@ -66,9 +66,16 @@ request_user_box: contextvars.ContextVar[_RequestUser | None] = contextvars.Cont
 )
 
 
-def begin_request(user_id: str | None, root_span: Span) -> contextvars.Token[_RequestUser | None]:
-    """Called by the HTTP middleware: a fresh user box for this request."""
+def begin_request(user_id: str | None, root_span: Span | None = None) -> contextvars.Token[_RequestUser | None]:
+    """Called by the HTTP middleware before it starts the server span: a fresh user box for this request."""
     return request_user_box.set(_RequestUser(user_id, root_span))
+
+
+def set_request_root(span: Span) -> None:
+    """The request's server span, once started (set_user also stamps it)."""
+    box = request_user_box.get()
+    if box is not None:
+        box.root_span = span
 
 
 def end_request(token: contextvars.Token[_RequestUser | None], error: BaseException | None = None) -> None:
@@ -86,10 +93,12 @@ def set_user(user_id: str | None) -> None:
     this carry `enduser.id`.
     """
     box = request_user_box.get()
-    if box is None:
-        box = _RequestUser()
+    if box is None or box.root_span is None:
+        # Outside a request: a box of this context's own, so a task or thread never changes its parent's user.
+        box = _RequestUser(user_id)
         request_user_box.set(box)
-    box.user_id = user_id
+    else:
+        box.user_id = user_id  # inside a request: shared by everything serving it, worker threads included
     if user_id is None:
         return
     current = trace.get_current_span()

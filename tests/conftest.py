@@ -67,6 +67,9 @@ def sdk() -> Sdk:
         _sdk = Sdk()
     _sdk.spans.clear()
     _sdk.logs.clear()
+    from otel_rag.tracing import request_user_box
+
+    request_user_box.set(None)  # a user set by an earlier test must not leak into this one
     return _sdk
 
 

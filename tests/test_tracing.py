@@ -126,3 +126,19 @@ def test_without_propagation_threads_start_empty(sdk: Sdk) -> None:
 def test_trace_span_without_name_as_context_manager_is_an_error() -> None:
     with pytest.raises(TypeError, match="needs a name"), trace_span():
         pass
+
+
+def test_set_user_in_a_task_outside_a_request_does_not_change_the_parent(sdk: Sdk) -> None:
+    from otel_rag.tracing import current_user
+
+    async def main() -> tuple[str | None, str | None]:
+        set_user("parent")
+
+        async def child() -> str | None:
+            set_user("child")
+            return current_user()
+
+        seen_in_child = await asyncio.create_task(child())
+        return seen_in_child, current_user()
+
+    assert asyncio.run(main()) == ("child", "parent")
