@@ -19,9 +19,7 @@ only as OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT allows; otherwise its
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import inspect
 import logging
 import os
 import time
@@ -32,12 +30,12 @@ import orjson
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span
 
 from . import metrics
 from .config import CAPTURE_CONTENT
 from .pricing import cost_usd
-from .tracing import attribute_value
+from .tracing import attribute_value, decorate, mark_error
 
 __all__ = [
     "GenAIChildSpans",
@@ -171,11 +169,7 @@ class Stage:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         seconds = time.perf_counter() - self._started
-        error_type = type(exc).__qualname__ if isinstance(exc, Exception) else None
-        if error_type and self.span is not None:
-            self.span.record_exception(exc)  # type: ignore[arg-type]
-            self.span.set_status(Status(StatusCode.ERROR, f"{error_type}: {exc}"))
-            self.span.set_attribute("error.type", error_type)
+        error_type = mark_error(self.span, exc) if exc is not None and self.span is not None else None
         try:
             self._record(seconds, error_type)
         finally:
@@ -228,21 +222,7 @@ class Stage:
             new.attributes = dict(attributes)
             return new
 
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                with fresh():
-                    return await func(*args, **kwargs)
-
-            return cast(Callable[P, R], async_wrapper)
-
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            with fresh():
-                return func(*args, **kwargs)
-
-        return wrapper
+        return decorate(func, fresh)
 
 
 class GenAIChildSpans(SpanProcessor):

@@ -15,7 +15,7 @@ import contextvars
 import functools
 import inspect
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ParamSpec, TypeVar, cast
 
 from opentelemetry import trace
@@ -30,6 +30,8 @@ __all__ = [
     "attribute_value",
     "current_trace_id",
     "current_user",
+    "decorate",
+    "mark_error",
     "propagate_context_to_threads",
     "request_user_box",
     "set_user",
@@ -146,6 +148,36 @@ def attribute_value(value: Any) -> AttributeValue:
     return str(value)
 
 
+def mark_error(span: Span, error: BaseException) -> str | None:
+    """Record an exception on a span as an error; returns its error.type, or None for cancellation and exits."""
+    if not isinstance(error, Exception):  # CancelledError, KeyboardInterrupt, SystemExit are not failures
+        return None
+    error_type = type(error).__qualname__
+    span.record_exception(error)
+    span.set_status(Status(StatusCode.ERROR, f"{error_type}: {error}"))
+    span.set_attribute("error.type", error_type)
+    return error_type
+
+
+def decorate(func: Callable[P, R], new_context: Callable[[], AbstractContextManager[Any]]) -> Callable[P, R]:
+    """Run each call of `func` (sync or async) inside a fresh context manager from `new_context`."""
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            with new_context():
+                return await func(*args, **kwargs)
+
+        return cast(Callable[P, R], async_wrapper)
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with new_context():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
 class trace_span:  # lower case: used like a function, `with trace_span("x")` / `@trace_span("x")`
     """A span around a block or a function, sync or async.
 
@@ -172,10 +204,7 @@ class trace_span:  # lower case: used like a function, `with trace_span("x")` / 
             try:
                 yield span
             except BaseException as exc:
-                if isinstance(exc, Exception):  # not for cancellation, KeyboardInterrupt or SystemExit
-                    span.record_exception(exc)
-                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-                    span.set_attribute("error.type", type(exc).__qualname__)
+                mark_error(span, exc)
                 raise
 
     def __enter__(self) -> Span:
@@ -190,21 +219,7 @@ class trace_span:  # lower case: used like a function, `with trace_span("x")` / 
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         name = self._name or func.__qualname__
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                with self._span(name):
-                    return await func(*args, **kwargs)
-
-            return cast(Callable[P, R], async_wrapper)
-
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            with self._span(name):
-                return func(*args, **kwargs)
-
-        return wrapper
+        return decorate(func, lambda: self._span(name))
 
 
 # -- context into thread pools ------------------------------------------------------------------------------

@@ -144,7 +144,7 @@ class TraceReport:
     slowest_stage: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(_jsonable(asdict(self)))
+        return dict(to_jsonable(self))
 
 
 @dataclass
