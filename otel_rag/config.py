@@ -339,6 +339,22 @@ RESOURCE_ATTRIBUTES = Setting(
 SDK_DISABLED = Setting("OTEL_SDK_DISABLED", _bool, "false", "Turn the SDK off entirely.", "true, false", standard=True)
 TRACES_EXPORTER = Setting("OTEL_TRACES_EXPORTER", _csv, "otlp", "Span exporters.", _EXPORTER_NAMES, standard=True)
 METRICS_EXPORTER = Setting("OTEL_METRICS_EXPORTER", _csv, "otlp", "Metric exporters.", _EXPORTER_NAMES, standard=True)
+PROMETHEUS_HOST = Setting(
+    "OTEL_EXPORTER_PROMETHEUS_HOST",
+    _str,
+    "localhost",
+    "Address of the in-process Prometheus endpoint (OTEL_METRICS_EXPORTER=prometheus, one-process apps only).",
+    "a host name or IP address",
+    standard=True,
+)
+PROMETHEUS_PORT = Setting(
+    "OTEL_EXPORTER_PROMETHEUS_PORT",
+    _int_range(1, 65535),
+    "9464",
+    "Port of the in-process Prometheus endpoint (/metrics).",
+    "an integer from 1 to 65535",
+    standard=True,
+)
 LOGS_EXPORTER = Setting(
     "OTEL_LOGS_EXPORTER",
     _csv,
@@ -435,6 +451,8 @@ CATALOGUE: tuple[Setting[Any], ...] = (
     SDK_DISABLED,
     TRACES_EXPORTER,
     METRICS_EXPORTER,
+    PROMETHEUS_HOST,
+    PROMETHEUS_PORT,
     LOGS_EXPORTER,
     OTLP_ENDPOINT,
     OTLP_PROTOCOL,

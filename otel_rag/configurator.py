@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -28,7 +29,9 @@ from opentelemetry.util._importlib_metadata import entry_points
 from .config import LOGS_EXPORTER, METRICS_EXPORTER, SDK_DEFAULTS, TRACES_EXPORTER, ConfigError, Settings
 from .config import load_settings as _load_settings
 from .langsmith import mirror_from_environment
+from .local_prometheus import admit_local_prometheus
 from .logs import setup_logging
+from .metrics import start_health_counters
 from .otlp import FastOTLPSpanExporter
 from .rag import GenAIChildSpans
 from .redaction import RedactingSpanExporter, Redactor
@@ -95,6 +98,9 @@ def configure(**sdk_kwargs: Any) -> Settings | None:
             _configured = True
             return settings
         check_exporters(settings)
+        metric_exporters = admit_local_prometheus(settings.metrics_exporter, sys.argv, os.environ)
+        if list(settings.metrics_exporter) != metric_exporters:
+            os.environ[METRICS_EXPORTER.env] = ",".join(metric_exporters)
         redactor = Redactor(settings.redact_keys, settings.redact_patterns)
 
         def export_span_processor(span_exporter: SpanExporter, *args: Any, **kwargs: Any) -> SpanProcessor:
@@ -122,6 +128,9 @@ def configure(**sdk_kwargs: Any) -> Settings | None:
             export_span_processor=export_span_processor,
             export_log_record_processor=export_log_processor,
             **sdk_kwargs,
+        )
+        start_health_counters(
+            sink="postgres" in settings.traces_exporter + settings.logs_exporter, langsmith=mirror is not None
         )
         # Bridge log lines into OTel only when some log exporter will receive them: it costs ~20 us a line.
         exporting_logs = any(name != "none" for name in settings.logs_exporter)

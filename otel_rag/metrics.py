@@ -21,6 +21,7 @@ __all__ = [
     "sink_exported",
     "sink_retried",
     "sink_spooled",
+    "start_health_counters",
 ]
 
 _meter = metrics.get_meter("otel_rag")
@@ -134,3 +135,19 @@ langsmith_failed = _meter.create_counter(
 langsmith_dropped = _meter.create_counter(
     "otel_rag.langsmith.dropped", unit="{run}", description="Runs dropped because the mirror's queue was full."
 )
+
+
+def start_health_counters(*, sink: bool, langsmith: bool) -> None:
+    """Put the pipeline's problem counters at zero once the MeterProvider exists.
+
+    A counter that first appears at 1 is invisible to `increase()` and `rate()`, so an alert on the first drop
+    would miss it; a series that exists at 0 also lets dashboards show "no problems" rather than "no data".
+    """
+    if sink:
+        for reason in ("spool_full", "spool_corrupted", "poison"):
+            sink_dropped.add(0, {"reason": reason})
+        sink_spooled.add(0)
+        sink_retried.add(0)
+    if langsmith:
+        langsmith_failed.add(0)
+        langsmith_dropped.add(0)

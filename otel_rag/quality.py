@@ -98,8 +98,7 @@ def record_quality(
     if hallucinated is not None:
         evaluations["hallucination"] = 1.0 if hallucinated else 0.0
         metrics.rag_answers.add(1)
-        if hallucinated:
-            metrics.rag_hallucinations.add(1)
+        metrics.rag_hallucinations.add(1 if hallucinated else 0)  # at 0 too: the rate's numerator exists from the start
     token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(target))) if not on_current else None
     try:
         for name, value in evaluations.items():

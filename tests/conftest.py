@@ -9,6 +9,15 @@ from tests.support.otlp import OtlpReceiver
 
 
 @pytest.fixture
+def llm() -> Iterator[str]:
+    """The reference service's local OpenAI-compatible LLM; yields its base URL."""
+    from tests.support.llm import local_llm
+
+    with local_llm() as url:
+        yield url
+
+
+@pytest.fixture
 def otlp() -> Iterator[OtlpReceiver]:
     with OtlpReceiver() as receiver:
         yield receiver

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
@@ -13,7 +9,7 @@ from otel_rag.store import queries
 from tests.support.otlp import OtlpReceiver
 from tests.support.pdf import make_pdf
 from tests.support.postgres import Database, scratch_dir
-from tests.support.processes import BIN, REPO, base_env, free_port, launch_uvicorn
+from tests.support.processes import base_env, launch_uvicorn
 
 MARKDOWN = b"""# Returns
 
@@ -27,24 +23,6 @@ PDF_PAGES = [
     "Warranty claims are handled by the service desk within ten business days of the request.",
     "Batteries are covered by the warranty for one year from the date of purchase.",
 ]
-
-
-@pytest.fixture
-def llm() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [str(BIN / "python"), "-m", "examples.rag_app.llm_server", "--port", str(port)], cwd=REPO
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.post(url + "/control", json={"mode": "normal"}, timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    yield url
-    process.terminate()
-    process.wait(10)
 
 
 def test_upload_query_feedback_across_all_layers(store: Database, otlp: OtlpReceiver, llm: str) -> None:
