@@ -3,8 +3,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG15 := /usr/lib/postgresql/15/bin/postgres
+APT_PROGRAMS := $(PG15) /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager /usr/bin/amtool
+APT_PACKAGES := postgresql-15 prometheus prometheus-alertmanager
 
-.PHONY: demo test lint system-deps bench clean
+.PHONY: demo test lint system-deps stack-binaries bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -12,11 +14,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# Debian's PostgreSQL 15: the tests prove the oldest supported version with it (needs root for apt).
+# Debian packages the tests run (needs root for apt): PostgreSQL 15 (the oldest supported version), Prometheus with
+# promtool, and Alertmanager with amtool.
 system-deps:
-	@test -x $(PG15) || { echo "installing postgresql-15 (Debian) for the tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; }
-	@test -x $(PG15) || { echo "PostgreSQL 15 is missing: apt-get install postgresql-15"; exit 1; }
+	@for program in $(APT_PROGRAMS); do test -x $$program || missing=1; done; \
+	if [ -n "$$missing" ]; then echo "installing $(APT_PACKAGES) (Debian) for the tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $(APT_PACKAGES) >/dev/null; fi
+	@for program in $(APT_PROGRAMS); do test -x $$program || { echo "$$program is missing: apt-get install $(APT_PACKAGES)"; exit 1; }; done
+
+# Our Collector (ocb) and Jaeger v2, built from Go modules into .build/ (minutes the first time, then reused).
+stack-binaries:
+	collector/build.sh >/dev/null
+	tools/build-jaeger.sh >/dev/null
 
 demo: $(STAMP)
 	$(BIN)/python -m examples.demo
@@ -26,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict otel_rag
 
-test: lint system-deps
+test: lint system-deps stack-binaries
 	$(BIN)/pytest
 
 bench: $(STAMP)
@@ -37,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sink_throughput.py
 	$(BIN)/python bench/freshness.py
 	$(BIN)/python bench/query_latency.py
+	$(BIN)/python -m bench.otlp_pipeline
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -90,8 +90,23 @@ def _postgres() -> tuple[str, LocalPostgres | None]:
     return server.dsn(), server
 
 
-def _run_service(dsn: str) -> tuple[list[tuple[int, dict[str, str]]], list[dict[str, object]]]:
-    port, llm_port = _free_port(), _free_port()
+_DEMO_METRICS = (
+    "rag_documents_total",
+    "rag_answers_total",
+    "rag_cost_USD_total",
+    "http_server_request_duration_seconds_count",
+)
+
+
+def _scrape(url: str) -> list[str]:
+    """A few of the service's metrics, as Prometheus would scrape them from its in-process endpoint."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return [line for line in text.splitlines() if line.startswith(_DEMO_METRICS)]
+
+
+def _run_service(dsn: str) -> tuple[list[tuple[int, dict[str, str]]], list[dict[str, object]], list[str]]:
+    port, llm_port, metrics_port = _free_port(), _free_port(), _free_port()
     env = dict(os.environ)
     env.update(
         {
@@ -101,7 +116,10 @@ def _run_service(dsn: str) -> tuple[list[tuple[int, dict[str, str]]], list[dict[
             "OTEL_SERVICE_NAME": env.get("OTEL_SERVICE_NAME", "rag-demo"),
             "OTEL_TRACES_EXPORTER": "postgres",
             "OTEL_LOGS_EXPORTER": "postgres",
-            "OTEL_METRICS_EXPORTER": "none",  # no Collector in the demo
+            # No Collector in the demo: metrics on the service's own Prometheus endpoint (one process only)
+            "OTEL_METRICS_EXPORTER": "prometheus",
+            "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
+            "OTEL_EXPORTER_PROMETHEUS_PORT": str(metrics_port),
             "OTEL_RAG_SPOOL_DIR": str(DATA / "spool"),
         }
     )
@@ -121,6 +139,7 @@ def _run_service(dsn: str) -> tuple[list[tuple[int, dict[str, str]]], list[dict[
             trace_id = json.loads(answer[1].get("body", "{}")).get("trace_id", "")
             rating = _call(base + "/feedback", json.dumps({"trace_id": trace_id, "rating": 5}).encode())
             calls = [upload, answer, rating]
+            metric_lines = _scrape(f"http://127.0.0.1:{metrics_port}/metrics")
         finally:
             server.send_signal(signal.SIGTERM)  # the sink flushes on SIGTERM
             server.wait(30)
@@ -128,14 +147,14 @@ def _run_service(dsn: str) -> tuple[list[tuple[int, dict[str, str]]], list[dict[
             llm.wait(10)
         stdout.seek(0)
         lines = [json.loads(line) for line in stdout.read().decode().splitlines() if line.startswith("{")]
-    return calls, lines
+    return calls, lines, metric_lines
 
 
 def main() -> int:
     dsn, embedded = _postgres()
     try:
         migrate(dsn)
-        calls, lines = _run_service(dsn)
+        calls, lines, metric_lines = _run_service(dsn)
         for status, headers in calls:
             trace_id = headers.get("x-trace-id") or headers.get("X-Trace-Id")
             print(f"\n== HTTP {status}  X-Trace-Id: {trace_id}\n   {headers.get('body', '')[:300]}")
@@ -144,6 +163,8 @@ def main() -> int:
                     if isinstance(line.get("exception"), str):
                         line["exception"] = line["exception"].splitlines()[-1]
                     print(json.dumps(line))
+        print("\n== metrics (the service's Prometheus endpoint, OTEL_METRICS_EXPORTER=prometheus)\n")
+        print("\n".join(metric_lines))
         upload_trace = calls[0][1].get("x-trace-id") or calls[0][1].get("X-Trace-Id") or ""
         query_trace = calls[1][1].get("x-trace-id") or calls[1][1].get("X-Trace-Id") or ""
         env = dict(os.environ, OTEL_RAG_POSTGRES_DSN=dsn)

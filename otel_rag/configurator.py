@@ -10,12 +10,14 @@ and gets its own `service.instance.id`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from opentelemetry import _logs, metrics, trace
@@ -29,7 +31,7 @@ from opentelemetry.util._importlib_metadata import entry_points
 from .config import LOGS_EXPORTER, METRICS_EXPORTER, SDK_DEFAULTS, TRACES_EXPORTER, ConfigError, Settings
 from .config import load_settings as _load_settings
 from .langsmith import mirror_from_environment
-from .local_prometheus import admit_local_prometheus
+from .local_prometheus import metric_exporters_for_sdk, take_warnings
 from .logs import setup_logging
 from .metrics import start_health_counters
 from .otlp import FastOTLPSpanExporter
@@ -76,6 +78,20 @@ def check_exporters(settings: Settings) -> None:
             raise ConfigError("OTEL_RAG_POSTGRES_DSN", "", f"a postgresql:// URL ({variable} includes postgres)")
 
 
+@contextlib.contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """Set one environment variable for the duration of the block, then restore it (or remove it)."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
 def is_configured() -> bool:
     return _configured
 
@@ -98,9 +114,9 @@ def configure(**sdk_kwargs: Any) -> Settings | None:
             _configured = True
             return settings
         check_exporters(settings)
-        metric_exporters = admit_local_prometheus(settings.metrics_exporter, sys.argv, os.environ)
-        if list(settings.metrics_exporter) != metric_exporters:
-            os.environ[METRICS_EXPORTER.env] = ",".join(metric_exporters)
+        metric_exporters, metric_warnings = metric_exporters_for_sdk(
+            settings.metrics_exporter, sys.orig_argv, os.environ
+        )
         redactor = Redactor(settings.redact_keys, settings.redact_patterns)
 
         def export_span_processor(span_exporter: SpanExporter, *args: Any, **kwargs: Any) -> SpanProcessor:
@@ -122,13 +138,16 @@ def configure(**sdk_kwargs: Any) -> Settings | None:
         mirror = mirror_from_environment(redactor)
         if mirror is not None:
             span_processors.append(mirror)
-        _initialize_components(
-            setup_logging_handler=False,
-            span_processors=span_processors,
-            export_span_processor=export_span_processor,
-            export_log_record_processor=export_log_processor,
-            **sdk_kwargs,
-        )
+        # The SDK reads the exporters from the environment; this process's choice must not leak into the
+        # workers it starts (they decide for themselves), so the variable is put back afterwards.
+        with _environment(METRICS_EXPORTER.env, ",".join(metric_exporters)):
+            _initialize_components(
+                setup_logging_handler=False,
+                span_processors=span_processors,
+                export_span_processor=export_span_processor,
+                export_log_record_processor=export_log_processor,
+                **sdk_kwargs,
+            )
         start_health_counters(
             sink="postgres" in settings.traces_exporter + settings.logs_exporter, langsmith=mirror is not None
         )
@@ -136,6 +155,8 @@ def configure(**sdk_kwargs: Any) -> Settings | None:
         exporting_logs = any(name != "none" for name in settings.logs_exporter)
         bridge = _logs.get_logger_provider() if exporting_logs else None
         setup_logging(settings, provider=bridge)
+        for warning in metric_warnings + take_warnings():
+            _logger.warning(warning)
         propagate_context_to_threads(settings.thread_context)
         _flush_on_sigterm(settings.shutdown_timeout_ms / 1000)
         _configured = True

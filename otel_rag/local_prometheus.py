@@ -8,14 +8,14 @@ leave this exporter out with a warning rather than fail the app (the stock reade
 
 from __future__ import annotations
 
-import logging
-import socket
 from collections.abc import Mapping, Sequence
 
-__all__ = ["EXPORTER_NAME", "admit_local_prometheus", "worker_count"]
+__all__ = ["EXPORTER_NAME", "metric_exporters_for_sdk", "take_warnings", "warn_later", "worker_count"]
 
 EXPORTER_NAME = "prometheus"
-_logger = logging.getLogger("otel_rag")
+READER_ENTRY_POINT = "otel_rag_prometheus"  # prometheus_reader.LocalPrometheusReader, opentelemetry_metrics_exporter
+_pending_warnings: list[str] = []
+_MULTIPROCESSING_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 
 
 def worker_count(argv: Sequence[str], environ: Mapping[str, str]) -> int:
@@ -37,36 +37,38 @@ def worker_count(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     return int(concurrency) if concurrency.isdigit() else 1
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the exporter's own server does
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
+def metric_exporters_for_sdk(
+    exporters: Sequence[str], argv: Sequence[str], environ: Mapping[str, str]
+) -> tuple[list[str], list[str]]:
+    """The metric exporter names to give the SDK, and the warnings to log once logging is set up.
 
+    `argv` is the whole command line (`sys.orig_argv`), so `python -c "...resource_tracker..."` is recognised.
 
-def admit_local_prometheus(exporters: Sequence[str], argv: Sequence[str], environ: Mapping[str, str]) -> list[str]:
-    """The metric exporters to use: `exporters` itself, or without `prometheus` when its port is taken."""
+    `prometheus` becomes our reader; a multi-worker server's supervisor leaves it out (it serves no requests, and
+    spawned uvicorn workers cannot see the option yet when they configure, so they try the port themselves).
+    """
     if EXPORTER_NAME not in exporters:
-        return list(exporters)
+        return list(exporters), []
+    if any(helper in arg for arg in argv for helper in _MULTIPROCESSING_HELPERS):
+        # multiprocessing's own helper processes (started with the server's environment) must not take the port
+        return [name for name in exporters if name != EXPORTER_NAME] or ["none"], []
     workers = worker_count(argv, environ)
     if workers > 1:
-        _logger.warning(
-            "OTEL_METRICS_EXPORTER=prometheus serves metrics from one process, but this server runs %d workers: "
-            "a scrape sees one worker's share. Send metrics to the Collector instead (OTEL_METRICS_EXPORTER=otlp).",
-            workers,
-        )
-    host = environ.get("OTEL_EXPORTER_PROMETHEUS_HOST", "localhost")
-    port_text = environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464")
-    port = int(port_text) if port_text.isdigit() else 9464
-    if _port_free(host, port):
-        return list(exporters)
-    _logger.warning(
-        "OTEL_EXPORTER_PROMETHEUS_PORT %s on %s is in use (another worker or program): this process's metrics are "
-        "not served. Multi-worker apps should send metrics to the Collector (OTEL_METRICS_EXPORTER=otlp).",
-        port,
-        host,
-    )
-    return [name for name in exporters if name != EXPORTER_NAME] or ["none"]
+        return [name for name in exporters if name != EXPORTER_NAME] or ["none"], [
+            f"OTEL_METRICS_EXPORTER=prometheus serves one process's metrics, but this server runs {workers} workers: "
+            "at most one worker can serve the endpoint and a scrape sees that worker's share only. Send metrics to "
+            "the Collector instead (OTEL_METRICS_EXPORTER=otlp)."
+        ]
+    return [READER_ENTRY_POINT if name == EXPORTER_NAME else name for name in exporters], []
+
+
+def warn_later(message: str) -> None:
+    """Keep a warning raised before logging is set up; the configurator logs it afterwards."""
+    _pending_warnings.append(message)
+
+
+def take_warnings() -> list[str]:
+    """Warnings from readers created since the last call (logged by the configurator after logging is set up)."""
+    taken = list(_pending_warnings)
+    _pending_warnings.clear()
+    return taken

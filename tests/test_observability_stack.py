@@ -19,6 +19,7 @@ import httpx
 import psycopg
 import pytest
 
+from tests.support.grafana import promql_for_test, sql_for_test
 from tests.support.llm import local_llm
 from tests.support.postgres import Database, scratch_dir
 from tests.support.processes import REPO, AppProcess, base_env, launch_uvicorn
@@ -185,20 +186,6 @@ def _dashboard_targets() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]
         for panel in dashboard["panels"]:
             for target in panel["targets"]:
                 yield path.name, panel, target
-
-
-def promql_for_test(expr: str) -> str:
-    """A panel's PromQL as Grafana would send it for the last 15 minutes, with every service selected."""
-    return (
-        expr.replace("$__rate_interval", "1m")
-        .replace("$__range", "15m")
-        .replace("$__interval", "15s")
-        .replace('=~"$job"', '=~".*"')
-    )
-
-
-def sql_for_test(sql: str) -> str:
-    return sql.replace("$__timeFilter(time)", "time > now() - interval '1 hour'").replace("${job:regex}", ".*")
 
 
 def test_every_dashboard_panel_returns_data_after_the_load(stack: Stack) -> None:
