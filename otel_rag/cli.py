@@ -8,6 +8,7 @@ configuration. Store commands read OTEL_RAG_POSTGRES_DSN (the reader role is eno
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -164,6 +165,24 @@ def _logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from .web.access import DebugConfig
+        from .web.server import serve
+    except ImportError as missing:
+        print(
+            f"otel-rag serve needs FastAPI and uvicorn ({missing.name}): pip install 'otel-rag[web]'", file=sys.stderr
+        )
+        return 2
+    config = DebugConfig.from_environment()
+    if args.dsn:
+        config = dataclasses.replace(config, dsn=args.dsn)
+    if not config.dsn:
+        raise ConfigError("OTEL_RAG_DEBUG_DSN", "", "a postgresql:// URL (or --dsn, or OTEL_RAG_POSTGRES_DSN)")
+    serve(args.host, args.port, config)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otel-rag", description=__doc__.splitlines()[0] if __doc__ else "")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -202,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--level", help="this level and above: debug, info, warning, error, critical")
     logs.add_argument("--grep", help="text contained in the message or attributes (case-insensitive)")
     logs.add_argument("--limit", type=int, default=1000)
+    serve = commands.add_parser("serve", help="the debug page and its JSON API (token: OTEL_RAG_DEBUG_TOKEN)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    serve.add_argument(
+        "--dsn", help="PostgreSQL URL, a reader role (default: OTEL_RAG_DEBUG_DSN, OTEL_RAG_POSTGRES_DSN)"
+    )
+    serve.set_defaults(run=_serve)
     return parser
 
 

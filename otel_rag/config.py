@@ -310,6 +310,39 @@ CAPTURE_CONTENT = Setting(
     standard=True,
 )
 
+
+def _trace_viewer_url(raw: str) -> str:
+    if "{trace_id}" not in raw:
+        raise ValueError(raw)
+    return _url(raw)
+
+
+DEBUG_TOKEN = Setting(
+    "OTEL_RAG_DEBUG_TOKEN",
+    _str,
+    None,
+    "Bearer token for the debug page and API (otel-rag serve, otel_rag.web.router). Unset: they answer only "
+    "on 127.0.0.1 (loopback clients).",
+    "any secret string (16+ characters recommended)",
+    secret=True,
+)
+DEBUG_DSN = Setting(
+    "OTEL_RAG_DEBUG_DSN",
+    _postgres_dsn,
+    None,
+    "Connection string the debug page reads the store with (a role granted otel_rag_reader). Unset: "
+    "OTEL_RAG_POSTGRES_DSN.",
+    "a postgresql:// URL or a key=value connection string",
+    secret=True,
+)
+TRACE_VIEWER_URL = Setting(
+    "OTEL_RAG_TRACE_VIEWER_URL",
+    _trace_viewer_url,
+    None,
+    "Link from the debug page to the trace in Jaeger or Tempo; {trace_id} is replaced.",
+    "an http(s) URL containing {trace_id}, e.g. http://localhost:16686/trace/{trace_id}",
+)
+
 MIRROR_LANGSMITH = Setting(
     "OTEL_RAG_LANGSMITH",
     _bool,
@@ -446,6 +479,9 @@ CATALOGUE: tuple[Setting[Any], ...] = (
     PRICES_FILE,
     MIRROR_LANGSMITH,
     LANGSMITH_SAMPLE_RATIO,
+    DEBUG_TOKEN,
+    DEBUG_DSN,
+    TRACE_VIEWER_URL,
     SERVICE_NAME,
     RESOURCE_ATTRIBUTES,
     SDK_DISABLED,
@@ -564,7 +600,7 @@ def masked(setting: Setting[Any], raw: str | None) -> str | None:
     """The value as `otel-rag config` shows it: secrets hidden, DSN passwords replaced."""
     if raw is None:
         return None
-    if setting is POSTGRES_DSN:
+    if setting in (POSTGRES_DSN, DEBUG_DSN):
         return _KV_PASSWORD.sub(r"\g<key>****", _URL_PASSWORD.sub(r"\g<scheme>****", raw))
     if setting.secret:
         return "****" if len(raw) < 12 else f"****{raw[-4:]}"

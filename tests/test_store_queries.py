@@ -5,79 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
-import time
 from typing import Any
 
 import psycopg
 import pytest
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import Status, StatusCode
 
 from otel_rag.store import queries
-from otel_rag.store.exporters import (
-    PostgresLogExporter,
-    PostgresLogProcessor,
-    PostgresSpanExporter,
-    PostgresSpanProcessor,
-)
-from otel_rag.store.writer import PostgresWriter, WriterOptions
-from tests.support.postgres import Database, scratch_dir
+from tests.support.postgres import Database
 from tests.support.processes import BIN, base_env
-
-
-class Seeded:
-    def __init__(self, store: Database) -> None:
-        self.store = store
-        self.reader = store.dsn("rag_reader")
-        writer = PostgresWriter(WriterOptions(dsn=store.dsn("rag_writer"), spool_dir=scratch_dir("spool-")))
-        resource = Resource.create({"service.name": "rag-api"})
-        tracer_provider = TracerProvider(resource=resource)
-        tracer_provider.add_span_processor(PostgresSpanProcessor(PostgresSpanExporter(writer)))
-        logger_provider = LoggerProvider(resource=resource)
-        logger_provider.add_log_record_processor(PostgresLogProcessor(PostgresLogExporter(writer)))
-        tracer = tracer_provider.get_tracer("seed")
-        logger = logger_provider.get_logger("rag")
-        with tracer.start_as_current_span("POST /documents", attributes={"enduser.id": "bob"}) as root:
-            logger.emit(body="upload.received", attributes={"enduser.id": "bob", "bytes": 2048})
-            for stage, sleep in (("parse", 0.004), ("chunk", 0.001), ("embed", 0.012)):
-                attributes: dict[str, Any] = {"rag.stage": stage, "enduser.id": "bob"}
-                if stage == "embed":
-                    attributes |= {
-                        "gen_ai.usage.input_tokens": 300,
-                        "rag.cost_usd": 0.006,
-                        "gen_ai.request.model": "text-embedding-3-small",
-                    }
-                with tracer.start_as_current_span(f"rag.{stage}", attributes=attributes):
-                    time.sleep(sleep)
-                    logger.emit(body=f"{stage}.done", attributes={"enduser.id": "bob"})
-            with tracer.start_as_current_span(
-                "rag.generate",
-                attributes={
-                    "rag.stage": "generate",
-                    "enduser.id": "bob",
-                    "gen_ai.usage.input_tokens": 1000,
-                    "gen_ai.usage.output_tokens": 200,
-                    "rag.cost_usd": 0.0105,
-                    "gen_ai.request.model": "gpt-4o-mini",
-                },
-            ) as generate:
-                generate.set_status(Status(StatusCode.ERROR, "upstream timeout"))
-                generate.set_attribute("error.type", "TimeoutError")
-                from opentelemetry._logs import SeverityNumber
-
-                logger.emit(
-                    body="llm.failed boom 100%",
-                    severity_number=SeverityNumber.ERROR,
-                    severity_text="error",
-                    attributes={"enduser.id": "bob", "exception_type": "TimeoutError"},
-                )
-        self.trace_id = format(root.get_span_context().trace_id, "032x")
-        with tracer.start_as_current_span("GET /health", attributes={"enduser.id": "carol"}) as other:
-            other.set_status(Status(StatusCode.ERROR, "carol's own error"))
-        assert writer.force_flush(10)
-        writer.shutdown()
+from tests.support.seed import Seeded
 
 
 @pytest.fixture
@@ -126,6 +62,26 @@ def test_find_errors_of_one_user_in_a_time_range(seeded: Seeded) -> None:
     assert [e.name for e in queries.find_errors(seeded.reader, "carol", since="-10m")] == ["GET /health"]
     with pytest.raises(queries.InvalidInput, match="empty"):
         queries.find_errors(seeded.reader, "bob", since="now", until="-1h")
+
+
+def test_errors_of_everybody_and_recent_traces(seeded: Seeded) -> None:
+    everybody = queries.find_errors(seeded.reader, None, since="-10m")
+    assert {(e.user_id, e.name) for e in everybody if e.source == "span"} == {
+        ("bob", "rag.generate"),
+        ("carol", "GET /health"),
+    }
+    traces = queries.recent_traces(seeded.reader, since="-10m")
+    assert [t.name for t in traces] == ["GET /health", "POST /documents"]  # newest first
+    upload = traces[1]
+    assert (upload.trace_id, upload.user_id, upload.errors) == (seeded.trace_id, "bob", 1)
+    assert upload.duration_ms >= 17
+    slow = queries.recent_traces(seeded.reader, since="-10m", min_duration_ms=upload.duration_ms - 0.01)
+    assert [t.trace_id for t in slow] == [seeded.trace_id]
+    failed = queries.recent_traces(seeded.reader, since="-10m", errors_only=True)
+    assert len(failed) == 2 and all(t.errors >= 1 for t in failed)
+    assert queries.recent_traces(seeded.reader, since="-10m", until="-5m") == []
+    with pytest.raises(queries.InvalidInput, match="negative"):
+        queries.recent_traces(seeded.reader, min_duration_ms=-1)
 
 
 def test_trace_cost_by_stage(seeded: Seeded) -> None:
@@ -248,6 +204,12 @@ def test_queries_use_the_indexes(store: Database) -> None:
     )
     # Either the (user_id, time) index or the errors-by-time partial index: both answer without scanning.
     assert "Index Scan" in errors_plan and not _real_seq_scans(errors_plan), errors_plan
+    everybody = {"start": now - dt.timedelta(hours=1), "end": now, "limit": 100}
+    all_errors_plan = _plan(store, queries.user_errors_sql("otel_rag", any_user=True), everybody)
+    assert not _real_seq_scans(all_errors_plan), all_errors_plan
+    slow_failed = queries.recent_traces_sql("otel_rag", min_duration=True, errors_only=True)
+    traces_plan = _plan(store, slow_failed, {**everybody, "min_duration_ms": 500.0})
+    assert not _real_seq_scans(traces_plan), traces_plan
     recent = _plan(
         store,
         queries.logs_sql("otel_rag", [queries.sql.SQL("time >= %(start)s"), queries.sql.SQL("time < %(end)s")]),

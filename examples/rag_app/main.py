@@ -8,7 +8,8 @@
 best passages as context, checks the answer's groundedness and returns it with sources, token usage and cost;
 `POST /feedback` ({"trace_id", "rating": 1..5}) attaches a user's rating to an earlier answer's trace. Every
 response carries `trace_id` (and the `X-Trace-Id` header). The LLM is any OpenAI-compatible endpoint
-(`OPENAI_BASE_URL`, models `RAG_CHAT_MODEL` and `RAG_EMBEDDING_MODEL`).
+(`OPENAI_BASE_URL`, models `RAG_CHAT_MODEL` and `RAG_EMBEDDING_MODEL`). `GET /` is a tiny upload page (built from
+ui/upload.html) showing the returned trace id with a link to the debug page, which the service mounts at `/debug/`.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi import FastAPI, File, HTTPException, Response, UploadFile
 from openai import AsyncOpenAI
 from pydantic import BaseModel, Field
 from rank_bm25 import BM25Okapi
 
 import otel_rag
+import otel_rag.web
 from otel_rag import rag
+from otel_rag.web.pages import html_page
 
 CHAT_MODEL = os.environ.get("RAG_CHAT_MODEL", "gpt-4o-mini")
 EMBEDDING_MODEL = os.environ.get("RAG_EMBEDDING_MODEL", "text-embedding-3-small")
@@ -37,6 +40,8 @@ CHUNK_WORDS, CHUNK_OVERLAP = 60, 10
 _WORD = re.compile(r"[\w']+")
 
 app = FastAPI(title="rag-app")
+# The debug page at /debug/ (token: OTEL_RAG_DEBUG_TOKEN; store: OTEL_RAG_DEBUG_DSN, a reader role).
+app.include_router(otel_rag.web.router)
 log = otel_rag.get_logger("rag_app")
 _client: AsyncOpenAI | None = None
 
@@ -196,6 +201,12 @@ async def feedback(body: Feedback) -> dict[str, Any]:
     otel_rag.record_quality(trace_id=body.trace_id, user_feedback=(body.rating - 1) / 4)
     log.info("feedback.received", rated_trace_id=body.trace_id, rating=body.rating, has_comment=bool(body.comment))
     return {"recorded": True, "trace_id": otel_rag.current_trace_id()}
+
+
+@app.get("/", include_in_schema=False)
+def upload_page() -> Response:
+    """A tiny upload page (ui/upload.html) that shows the returned trace id with a link to the debug page."""
+    return html_page("upload.html", "/debug/")
 
 
 @app.get("/healthz")

@@ -26,9 +26,11 @@ __all__ = [
     "SpanNode",
     "TraceNotFound",
     "TraceReport",
+    "TraceSummary",
     "debug_trace",
     "find_errors",
     "parse_time",
+    "recent_traces",
     "search_logs",
     "trace_cost",
     "validate_trace_id",
@@ -154,9 +156,23 @@ class ErrorEntry:
     trace_id: str | None
     span_id: str | None
     service: str
+    user_id: str | None
     name: str | None
     message: str | None
     error_type: str | None
+
+
+@dataclass
+class TraceSummary:
+    trace_id: str
+    time: dt.datetime
+    name: str  # the root span's: `POST /documents`
+    service: str
+    user_id: str | None
+    duration_ms: float
+    status: str
+    status_message: str | None
+    errors: int  # spans with error status in the trace
 
 
 @dataclass
@@ -243,17 +259,38 @@ def trace_logs_sql(schema: str) -> sql.Composed:
     ).format(_table(schema, "logs"))
 
 
-def user_errors_sql(schema: str) -> sql.Composed:
+def user_errors_sql(schema: str, any_user: bool = False) -> sql.Composed:
+    """Errors of one user (or of every user, `any_user`), logs and spans together, newest first."""
+    user = sql.SQL("" if any_user else "user_id = %(user)s AND ")
     return sql.SQL(
-        "(SELECT time, 'log' AS source, trace_id, span_id, service_name, logger AS name, body AS message, "
+        "(SELECT time, 'log' AS source, trace_id, span_id, service_name, user_id, logger AS name, body AS message, "
         "attributes->>'exception_type' AS error_type FROM {logs} "
-        "WHERE user_id = %(user)s AND time >= %(start)s AND time < %(end)s AND severity_number >= 17) "
+        "WHERE {user}time >= %(start)s AND time < %(end)s AND severity_number >= 17) "
         "UNION ALL "
-        "(SELECT time, 'span', trace_id, span_id, service_name, name, status_message, "
+        "(SELECT time, 'span', trace_id, span_id, service_name, user_id, name, status_message, "
         "attributes->>'error.type' FROM {spans} "
-        "WHERE user_id = %(user)s AND time >= %(start)s AND time < %(end)s AND status = 'ERROR') "
+        "WHERE {user}time >= %(start)s AND time < %(end)s AND status = 'ERROR') "
         "ORDER BY time DESC LIMIT %(limit)s"
-    ).format(logs=_table(schema, "logs"), spans=_table(schema, "spans"))
+    ).format(logs=_table(schema, "logs"), spans=_table(schema, "spans"), user=user)
+
+
+def recent_traces_sql(schema: str, min_duration: bool, errors_only: bool) -> sql.Composed:
+    """Root spans (one per trace) in a time range, newest first; optionally slow ones, or traces with an error."""
+    conditions: list[sql.Composable] = [sql.SQL("parent_span_id IS NULL AND time >= %(start)s AND time < %(end)s")]
+    if min_duration:
+        conditions.append(sql.SQL("duration_ms >= %(min_duration_ms)s"))
+    if errors_only:
+        conditions.append(
+            sql.SQL(
+                "trace_id IN (SELECT trace_id FROM {} WHERE status = 'ERROR' AND time >= %(start)s AND time < %(end)s)"
+            ).format(_table(schema, "spans"))
+        )
+    return sql.SQL(
+        "SELECT trace_id, time, name, service_name, user_id, duration_ms, status, status_message, "
+        "(SELECT count(*) FROM {spans} AS s WHERE s.trace_id = r.trace_id AND s.time >= r.time "
+        "AND s.status = 'ERROR') AS errors "
+        "FROM {spans} AS r WHERE {conditions} ORDER BY time DESC LIMIT %(limit)s"
+    ).format(spans=_table(schema, "spans"), conditions=sql.SQL(" AND ").join(conditions))
 
 
 def trace_cost_sql(schema: str) -> sql.Composed:
@@ -356,18 +393,19 @@ def _build_report(trace_id: str, span_rows: list[dict[str, Any]], logs: list[Log
 
 def find_errors(
     dsn: Target,
-    user_id: str,
+    user_id: str | None,
     *,
     since: str | dt.datetime | None = None,
     until: str | dt.datetime | None = None,
     schema: str = "otel_rag",
     limit: int = 200,
 ) -> list[ErrorEntry]:
-    """Error spans and error log lines of one user in a time range (default: the last 24 hours), newest first."""
-    if not user_id.strip():
+    """Error spans and error log lines of one user (None: every user) in a time range (default: the last 24 hours),
+    newest first."""
+    if user_id is not None and not user_id.strip():
         raise InvalidInput("a user id is required")
     start, end = _time_range(since, until)
-    query = user_errors_sql(schema)
+    query = user_errors_sql(schema, any_user=user_id is None)
     with _connected(dsn) as connection, connection.cursor(row_factory=dict_row) as cursor:
         rows = cursor.execute(query, {"user": user_id, "start": start, "end": end, "limit": limit}).fetchall()
     return [
@@ -377,6 +415,7 @@ def find_errors(
             trace_id=row["trace_id"],
             span_id=row["span_id"],
             service=row["service_name"],
+            user_id=row["user_id"],
             name=row["name"],
             message=row["message"],
             error_type=row["error_type"],
@@ -437,3 +476,38 @@ def search_logs(
     query = logs_sql(schema, conditions)
     with _connected(dsn) as connection, connection.cursor(row_factory=dict_row) as cursor:
         return [_log_line(row) for row in cursor.execute(query, params).fetchall()]
+
+
+def recent_traces(
+    dsn: Target,
+    *,
+    since: str | dt.datetime | None = None,
+    until: str | dt.datetime | None = None,
+    min_duration_ms: float | None = None,
+    errors_only: bool = False,
+    schema: str = "otel_rag",
+    limit: int = 100,
+) -> list[TraceSummary]:
+    """Traces (their root spans) in a time range (default: the last hour), newest first: the slow ones with
+    `min_duration_ms`, those with an error span with `errors_only`."""
+    if min_duration_ms is not None and min_duration_ms < 0:
+        raise InvalidInput("the minimum duration cannot be negative")
+    start, end = _time_range(since or "-1h", until)
+    query = recent_traces_sql(schema, min_duration=min_duration_ms is not None, errors_only=errors_only)
+    params = {"start": start, "end": end, "min_duration_ms": min_duration_ms, "limit": limit}
+    with _connected(dsn) as connection, connection.cursor(row_factory=dict_row) as cursor:
+        rows = cursor.execute(query, params).fetchall()
+    return [
+        TraceSummary(
+            trace_id=row["trace_id"],
+            time=row["time"],
+            name=row["name"],
+            service=row["service_name"],
+            user_id=row["user_id"],
+            duration_ms=row["duration_ms"],
+            status=row["status"],
+            status_message=row["status_message"],
+            errors=row["errors"],
+        )
+        for row in rows
+    ]
