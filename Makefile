@@ -3,10 +3,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG15 := /usr/lib/postgresql/15/bin/postgres
-APT_PROGRAMS := $(PG15) /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager /usr/bin/amtool
-APT_PACKAGES := postgresql-15 prometheus prometheus-alertmanager
+APT_PROGRAMS := $(PG15) /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager /usr/bin/amtool \
+  /usr/bin/chromium
+APT_PACKAGES := postgresql-15 prometheus prometheus-alertmanager chromium
+UI_STAMP := ui/node_modules/.installed
 
-.PHONY: demo test lint system-deps stack-binaries bench clean
+.PHONY: demo test lint system-deps stack-binaries ui bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,7 +17,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the tests run (needs root for apt): PostgreSQL 15 (the oldest supported version), Prometheus with
-# promtool, and Alertmanager with amtool.
+# promtool, Alertmanager with amtool, and Chromium for the browser tests (driven by playwright-core; never a
+# downloaded browser).
 system-deps:
 	@for program in $(APT_PROGRAMS); do test -x $$program || missing=1; done; \
 	if [ -n "$$missing" ]; then echo "installing $(APT_PACKAGES) (Debian) for the tests"; \
@@ -28,6 +31,15 @@ stack-binaries:
 	collector/build.sh >/dev/null
 	tools/build-jaeger.sh >/dev/null
 
+# The debug page (React + Vite + TypeScript): installed from the lock file, type-checked, unit-tested (Vitest) and
+# built into otel_rag/web/static/, which the Python package serves.
+$(UI_STAMP): ui/package.json ui/package-lock.json
+	cd ui && npm ci --no-audit --no-fund
+	touch $(UI_STAMP)
+
+ui: $(UI_STAMP)
+	cd ui && npm run build && npm test
+
 demo: $(STAMP)
 	$(BIN)/python -m examples.demo
 
@@ -36,7 +48,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict otel_rag
 
-test: lint system-deps stack-binaries
+test: lint system-deps stack-binaries ui
 	$(BIN)/pytest
 
 bench: $(STAMP)
@@ -50,4 +62,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.otlp_pipeline
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache ui/node_modules otel_rag/web/static

@@ -50,7 +50,11 @@ def test_every_mounted_file_exists_and_builds_have_a_dockerfile() -> None:
             else:
                 assert source in COMPOSE["volumes"], f"{name} uses undeclared volume {source}"
         if "build" in service:
-            assert (REPO / service["build"] / "Dockerfile").exists()
+            dockerfile = (REPO / service["build"] / "Dockerfile").read_text()
+            for line in dockerfile.splitlines():
+                if line.startswith("COPY ") and "--from=" not in line:
+                    for source in line.split()[1:-1]:
+                        assert (REPO / source).exists(), f"Dockerfile copies missing {source}"
 
 
 def test_the_collector_image_matches_our_distribution_and_config() -> None:
@@ -115,3 +119,7 @@ def test_the_app_sends_to_the_collector_and_the_store() -> None:
     assert port == _host_port(_env_default(collector_config, "OTEL_RAG_COLLECTOR_OTLP_HTTP_ENDPOINT"))[1]
     assert environment["OTEL_METRICS_EXPORTER"] == "otlp", "multi-worker safe: metrics through the Collector"
     assert "@postgres:5432/" in environment["OTEL_RAG_POSTGRES_DSN"]
+    # the debug page: a token, a store to read, and links that open Jaeger's published UI
+    assert environment["OTEL_RAG_DEBUG_TOKEN"] and "@postgres:5432/" in environment["OTEL_RAG_DEBUG_DSN"]
+    viewer = environment["OTEL_RAG_TRACE_VIEWER_URL"]
+    assert "{trace_id}" in viewer and _host_port(viewer.split("/trace/")[0])[1] in _published("jaeger")

@@ -1,6 +1,6 @@
 // The selected span: status, timing, tokens and cost, its attributes, its events and its log lines in time order.
 
-import { formatCost, formatDuration, formatTime } from "../format";
+import { formatClock, formatCost, formatDuration } from "../format";
 import type { LogLine, SpanNode } from "../types";
 
 function value(v: unknown): string {
@@ -23,8 +23,8 @@ export function LogLines({ lines, caption }: { lines: LogLine[]; caption: string
       <tbody>
         {ordered.map((line, index) => (
           <tr key={`${line.time}-${index}`} className={`level-${line.level}`} data-testid="log-line">
-            <td>{formatTime(line.time)}</td>
-            <td>{line.level}</td>
+            <td className="nowrap">{formatClock(line.time)}</td>
+            <td className="nowrap">{line.level}</td>
             <td>
               {line.message}
               {Object.keys(line.attributes).length > 0 && (

@@ -1,0 +1,101 @@
+"""The debug page end to end in real headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core).
+
+The reference service runs under the launcher with the Postgres store and the debug router mounted; the browser
+steps are in ui/e2e/debug-page.mjs (Playwright's API is JavaScript); screenshots go to test-artifacts/debug-page/.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.postgres import Database, scratch_dir
+from tests.support.processes import REPO, AppProcess, base_env, launch_uvicorn
+
+TOKEN = "e2e-debug-token-4f1c2a9b7d"
+ARTIFACTS = REPO / "test-artifacts" / "debug-page"
+SCRIPT = REPO / "ui" / "e2e" / "debug-page.mjs"
+DOCUMENT = b"""# Returns
+
+Refunds are accepted within thirty days of purchase. The original receipt is required for every refund.
+
+## Shipping
+
+Standard shipping takes five business days. Express shipping costs ten dollars and takes two days.
+"""
+
+
+def _require_browser_tools() -> str:
+    node = shutil.which("node")
+    missing = [
+        what
+        for what, present in (
+            ("node (Node.js)", node is not None),
+            ("/usr/bin/chromium (apt-get install chromium)", Path("/usr/bin/chromium").exists()),
+            ("ui/node_modules/playwright-core (npm ci in ui/)", (REPO / "ui/node_modules/playwright-core").exists()),
+        )
+        if not present
+    ]
+    assert not missing, f"the browser test needs {', '.join(missing)}: run `make test`"
+    assert node is not None
+    return node
+
+
+@pytest.fixture
+def service(store: Database, llm: str) -> Iterator[AppProcess]:
+    env = base_env(
+        OPENAI_BASE_URL=llm + "/v1",
+        OTEL_SERVICE_NAME="rag-app",
+        OTEL_TRACES_EXPORTER="postgres",
+        OTEL_LOGS_EXPORTER="postgres",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_RAG_POSTGRES_DSN=store.dsn("rag_writer"),
+        OTEL_RAG_POSTGRES_FLUSH_INTERVAL="100",
+        OTEL_RAG_SPOOL_DIR=str(scratch_dir("spool-")),
+        OTEL_RAG_DEBUG_DSN=store.dsn("rag_reader"),
+        OTEL_RAG_DEBUG_TOKEN=TOKEN,
+    )
+    with launch_uvicorn(env, app="examples.rag_app.main:app") as app:
+        app.wait_ready("/healthz")
+        yield app
+
+
+def _run_browser(mode: str, service: AppProcess, tmp_path: Path) -> dict[str, object]:
+    node = _require_browser_tools()
+    document = tmp_path / "returns.md"
+    document.write_bytes(DOCUMENT)
+    env = {
+        **base_env(),
+        "APP_URL": service.url,
+        "TOKEN": TOKEN,
+        "DOCUMENT": str(document),
+        "ARTIFACTS": str(ARTIFACTS),
+    }
+    result = subprocess.run(
+        [node, str(SCRIPT), mode], cwd=REPO / "ui", env=env, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\nservice log:\n{service.stdout()[-3000:]}"
+    findings = json.loads(result.stdout.strip().splitlines()[-1])
+    assert isinstance(findings, dict)
+    return findings
+
+
+def test_upload_page_to_waterfall_in_chromium(service: AppProcess, tmp_path: Path) -> None:
+    findings = _run_browser("upload", service, tmp_path)
+    names = findings["names"]
+    assert isinstance(names, list) and len(names) == 6
+    assert {"rag.parse", "rag.chunk", "rag.embed"} <= set(names)
+    for screenshot in ("upload-page.png", "debug-trace-1280.png", "debug-trace-390.png", "debug-home.png"):
+        png = (ARTIFACTS / screenshot).read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 5000, screenshot
+
+
+def test_a_wrong_token_gets_401_and_the_page_says_so(service: AppProcess, tmp_path: Path) -> None:
+    findings = _run_browser("wrong-token", service, tmp_path)
+    assert findings["status"] == 401
+    assert "The server refused the token (401)" in str(findings["message"])
