@@ -286,7 +286,7 @@ def recent_traces_sql(schema: str, min_duration: bool, errors_only: bool) -> sql
             ).format(_table(schema, "spans"))
         )
     return sql.SQL(
-        "SELECT trace_id, time, name, service_name, user_id, duration_ms, status, status_message, "
+        "SELECT trace_id, time, name, service_name AS service, user_id, duration_ms, status, status_message, "
         "(SELECT count(*) FROM {spans} AS s WHERE s.trace_id = r.trace_id AND s.time >= r.time "
         "AND s.status = 'ERROR') AS errors "
         "FROM {spans} AS r WHERE {conditions} ORDER BY time DESC LIMIT %(limit)s"
@@ -497,17 +497,4 @@ def recent_traces(
     params = {"start": start, "end": end, "min_duration_ms": min_duration_ms, "limit": limit}
     with _connected(dsn) as connection, connection.cursor(row_factory=dict_row) as cursor:
         rows = cursor.execute(query, params).fetchall()
-    return [
-        TraceSummary(
-            trace_id=row["trace_id"],
-            time=row["time"],
-            name=row["name"],
-            service=row["service_name"],
-            user_id=row["user_id"],
-            duration_ms=row["duration_ms"],
-            status=row["status"],
-            status_message=row["status_message"],
-            errors=row["errors"],
-        )
-        for row in rows
-    ]
+    return [TraceSummary(**row) for row in rows]
