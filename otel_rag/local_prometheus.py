@@ -1,9 +1,9 @@
 """The in-process Prometheus endpoint (`OTEL_METRICS_EXPORTER=prometheus`), for one-process apps without a Collector.
 
 Each process serves its own `/metrics` on OTEL_EXPORTER_PROMETHEUS_HOST:PORT (default localhost:9464). With several
-workers only the first can bind the port, and a scrape sees that worker's share only, so multi-worker apps send
-OTLP to the Collector instead: we warn when a multi-worker server is detected, and when the port is already taken we
-leave this exporter out with a warning rather than fail the app (the stock reader would raise at start-up).
+workers only one can bind the port, and a scrape sees that worker's share only, so multi-worker apps send OTLP to
+the Collector instead. Here we decide which process tries: not multiprocessing's helpers, not a multi-worker
+server's supervisor (it warns instead); the reader itself (prometheus_reader.py) turns a taken port into a warning.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ _MULTIPROCESSING_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing
 def worker_count(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """Workers the server was asked for: uvicorn/gunicorn `--workers N`, `-w N`, or WEB_CONCURRENCY.
 
-    Worker processes keep their server's command line (gunicorn forks; uvicorn's spawned workers get the parent's
-    argv), so this answers the same in the supervisor and in every worker.
+    Read in the supervisor, which has the server's command line (uvicorn's spawned workers configure before their
+    command line is restored, and gunicorn's forked workers do not configure again).
     """
     args = list(argv) + environ.get("GUNICORN_CMD_ARGS", "").split()
     for index, arg in enumerate(args):
