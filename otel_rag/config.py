@@ -197,6 +197,29 @@ USER_ID_HEADER = Setting(
     "Request header whose value becomes the user id of the request (log field user_id, span enduser.id).",
     "an HTTP header name",
 )
+
+
+def _url_patterns(raw: str) -> re.Pattern[str]:
+    """Comma-separated regular expressions, searched in a request's path (the stock instrumentations' format)."""
+    return re.compile("|".join(f"(?:{part.strip()})" for part in raw.split(",") if part.strip()))
+
+
+EXCLUDED_URLS = Setting(
+    "OTEL_PYTHON_EXCLUDED_URLS",
+    _url_patterns,
+    None,
+    "Requests whose path matches are not traced (no span, no duration metric), e.g. /healthz,/debug/.",
+    "comma-separated regular expressions",
+    standard=True,
+)
+FASTAPI_EXCLUDED_URLS = Setting(
+    "OTEL_PYTHON_FASTAPI_EXCLUDED_URLS",
+    _url_patterns,
+    None,
+    "Like OTEL_PYTHON_EXCLUDED_URLS, for FastAPI/Starlette apps; takes precedence over it.",
+    "comma-separated regular expressions",
+    standard=True,
+)
 THREAD_CONTEXT = Setting(
     "OTEL_RAG_THREAD_CONTEXT",
     _bool,
@@ -463,6 +486,8 @@ CATALOGUE: tuple[Setting[Any], ...] = (
     LOG_LEVEL,
     LOG_STDLIB,
     USER_ID_HEADER,
+    EXCLUDED_URLS,
+    FASTAPI_EXCLUDED_URLS,
     THREAD_CONTEXT,
     REDACT_KEYS,
     REDACT_PATTERNS,

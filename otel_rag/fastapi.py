@@ -13,7 +13,9 @@ own native telemetry is switched off per request while ours runs, so a request h
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -24,7 +26,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import metrics
-from .config import USER_ID_HEADER
+from .config import EXCLUDED_URLS, FASTAPI_EXCLUDED_URLS, USER_ID_HEADER
 from .tracing import ENDUSER_ID, begin_request, end_request, set_request_root
 
 __all__ = ["TracingMiddleware", "instrument_app", "instrument_starlette"]
@@ -166,6 +168,14 @@ class TracingMiddleware:
 
 
 _settings: dict[str, Any] = {"all_apps": False, "user_id_header": None}
+
+
+@functools.lru_cache(maxsize=1)
+def _excluded_pattern() -> re.Pattern[str] | None:
+    """OTEL_PYTHON_FASTAPI_EXCLUDED_URLS (or OTEL_PYTHON_EXCLUDED_URLS), read at the first request."""
+    return FASTAPI_EXCLUDED_URLS.read(os.environ) or EXCLUDED_URLS.read(os.environ)
+
+
 _TRACED = "otel_rag.traced"  # scope key: this request already has our server span (mounted sub-apps)
 _FASTAPI_NATIVE = "fastapi.telemetry"  # scope key FastAPI checks; None turns its own server span off
 
@@ -184,6 +194,12 @@ def _patch_call(cls: Any) -> None:
     async def __call__(self: Any, scope: Scope, receive: Receive, send: Send) -> None:
         enabled = _settings["all_apps"] or vars(self).get(_APP_FLAG, False)
         if not enabled or scope["type"] != "http" or _TRACED in scope:
+            await original_call(self, scope, receive, send)
+            return
+        excluded = _excluded_pattern()
+        if excluded is not None and excluded.search(scope.get("path", "")):
+            scope[_TRACED] = True  # not traced, by request: neither by us nor by FastAPI's own telemetry
+            scope[_FASTAPI_NATIVE] = None
             await original_call(self, scope, receive, send)
             return
         middleware = vars(self).get("_otel_rag_middleware")

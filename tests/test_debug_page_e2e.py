@@ -59,6 +59,7 @@ def service(store: Database, llm: str) -> Iterator[AppProcess]:
         OTEL_RAG_SPOOL_DIR=str(scratch_dir("spool-")),
         OTEL_RAG_DEBUG_DSN=store.dsn("rag_reader"),
         OTEL_RAG_DEBUG_TOKEN=TOKEN,
+        OTEL_PYTHON_EXCLUDED_URLS="/debug/",  # the page's own requests are not the service's traffic
     )
     with launch_uvicorn(env, app="examples.rag_app.main:app") as app:
         app.wait_ready("/healthz")

@@ -108,3 +108,22 @@ def test_uninstrumented_app_is_left_alone(sdk: Sdk) -> None:
     assert "x-trace-id" not in response.headers
     # FastAPI's own native telemetry may trace it; ours does not touch an app nobody instrumented.
     assert [span for span in sdk.finished() if span.instrumentation_scope.name == "otel_rag.http"] == []
+
+
+def test_excluded_urls_are_not_traced(sdk: Sdk, monkeypatch: Any) -> None:
+    from otel_rag.fastapi import _excluded_pattern
+
+    monkeypatch.setenv("OTEL_PYTHON_EXCLUDED_URLS", "/sub/, ^/who$")
+    monkeypatch.setenv("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "^/items/9$")
+    _excluded_pattern.cache_clear()
+    try:
+        app = _app()
+        excluded = _get(app, "/items/9")
+        assert excluded.status_code == 200 and "x-trace-id" not in excluded.headers
+        assert _get(app, "/who").status_code == 200  # OTEL_PYTHON_EXCLUDED_URLS is overridden by the FastAPI one
+        assert _get(app, "/items/8").headers["x-trace-id"]
+        assert [span.name for span in sdk.finished()] == ["GET /who", "GET /items/{item_id}"]
+    finally:
+        monkeypatch.delenv("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS")
+        monkeypatch.delenv("OTEL_PYTHON_EXCLUDED_URLS")
+        _excluded_pattern.cache_clear()

@@ -110,6 +110,8 @@ async function upload(browser) {
   await page.getByTestId("trace-row").first().waitFor();
   const listed = await page.locator('[data-testid="trace-row"] a').evaluateAll((links) => links.map((a) => a.dataset.traceId));
   assert.ok(listed.includes(traceId), "the upload is among the recent traces");
+  const requests = await page.locator('[data-testid="trace-row"] td:nth-child(2)').allTextContents();
+  assert.ok(!requests.some((name) => name.includes("/debug/")), `the debug page traced itself: ${requests}`);
   await page.screenshot({ path: `${ARTIFACTS}/debug-home.png`, fullPage: true });
 
   assert.deepEqual(watched.foreign, [], "no request may leave the service's origin");
