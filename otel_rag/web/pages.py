@@ -7,6 +7,7 @@ data (the API checks the token), and a strict Content-Security-Policy keeps them
 
 from __future__ import annotations
 
+import html
 import mimetypes
 from functools import lru_cache
 from pathlib import Path
@@ -47,7 +48,7 @@ def html_page(name: str, base: str) -> Response:
     template = _page_template(name)
     if template is None:
         return HTMLResponse(_NOT_BUILT, status_code=503, headers=_SECURITY_HEADERS)
-    page = template.replace("<head>", f'<head><base href="{base}">', 1)
+    page = template.replace("<head>", f'<head><base href="{html.escape(base, quote=True)}">', 1)
     return HTMLResponse(page, headers=_SECURITY_HEADERS)
 
 
