@@ -16,7 +16,7 @@ from otel_rag.web.pages import STATIC_DIR
 from otel_rag.web.server import create_app
 from tests.support.postgres import Database
 from tests.support.processes import BIN, base_env, free_port
-from tests.support.seed import Seeded
+from tests.support.seed import LANGSMITH_URL, Seeded
 
 TOKEN = "debug-token-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -59,7 +59,10 @@ def test_one_trace_with_its_waterfall_logs_totals_and_links(client: TestClient, 
     assert [line["message"] for line in body["spans"][1]["logs"]] == ["parse.done"]
     assert (body["input_tokens"], body["output_tokens"], body["errors"]) == (1300, 200, 2)
     assert body["slowest_stage"] == "embed" and body["user_ids"] == ["bob"]
-    assert body["links"] == {"trace_viewer": f"http://jaeger:16686/trace/{seeded.trace_id}", "langsmith": None}
+    assert body["links"] == {
+        "trace_viewer": f"http://jaeger:16686/trace/{seeded.trace_id}",
+        "langsmith": LANGSMITH_URL,
+    }
 
 
 def test_errors_traces_and_logs(client: TestClient, seeded: Seeded) -> None:

@@ -21,6 +21,8 @@ from otel_rag.store.exporters import (
 from otel_rag.store.writer import PostgresWriter, WriterOptions
 from tests.support.postgres import Database, scratch_dir
 
+LANGSMITH_URL = "https://smith.langchain.com/o/demo/projects/p/default/r/0190-run"  # as the mirror sets it
+
 
 class Seeded:
     def __init__(self, store: Database) -> None:
@@ -34,7 +36,8 @@ class Seeded:
         logger_provider.add_log_record_processor(PostgresLogProcessor(PostgresLogExporter(writer)))
         tracer = tracer_provider.get_tracer("seed")
         logger = logger_provider.get_logger("rag")
-        with tracer.start_as_current_span("POST /documents", attributes={"enduser.id": "bob"}) as root:
+        root_attributes = {"enduser.id": "bob", "langsmith.url": LANGSMITH_URL}
+        with tracer.start_as_current_span("POST /documents", attributes=root_attributes) as root:
             logger.emit(body="upload.received", attributes={"enduser.id": "bob", "bytes": 2048})
             for stage, sleep in (("parse", 0.004), ("chunk", 0.001), ("embed", 0.012)):
                 attributes: dict[str, Any] = {"rag.stage": stage, "enduser.id": "bob"}
