@@ -7,7 +7,6 @@ and the PromQL syntax (through promtool, which parses each expression as a recor
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from pathlib import Path
@@ -16,11 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.grafana import promql_for_test
+from tests.support.grafana import DASHBOARDS, dashboard_targets, load_dashboard, promql_for_test
 from tests.support.processes import REPO
 from tests.support.stack import PROMTOOL, require
 
-DASHBOARDS = sorted((REPO / "grafana" / "dashboards").glob("*.json"))
 PROVISIONING = REPO / "grafana" / "provisioning"
 TOPICS = {"ingestion", "errors", "latency", "llm", "quality", "pipeline"}
 
@@ -30,15 +28,9 @@ def _datasources() -> dict[str, dict[str, Any]]:
     return {source["uid"]: source for source in config["datasources"]}
 
 
-def _load(path: Path) -> dict[str, Any]:
-    dashboard = json.loads(path.read_text())
-    assert isinstance(dashboard, dict)
-    return dashboard
-
-
 def test_the_dashboards_cover_each_topic_once() -> None:
     assert {path.stem for path in DASHBOARDS} == TOPICS
-    uids = [_load(path)["uid"] for path in DASHBOARDS]
+    uids = [load_dashboard(path)["uid"] for path in DASHBOARDS]
     assert len(set(uids)) == len(uids) and all(len(uid) <= 40 for uid in uids)
 
 
@@ -58,7 +50,7 @@ def test_provisioning_points_at_the_dashboards_and_the_three_datasources() -> No
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.stem)
 def test_dashboard_structure(path: Path) -> None:
-    dashboard = _load(path)
+    dashboard = load_dashboard(path)
     sources = _datasources()
     assert dashboard["title"].startswith("otel-rag / ") and "otel-rag" in dashboard["tags"]
     assert isinstance(dashboard["schemaVersion"], int) and dashboard["time"]["from"].startswith("now-")
@@ -89,7 +81,7 @@ def test_dashboard_structure(path: Path) -> None:
 def test_latency_and_error_panels_link_points_to_traces() -> None:
     linked = []
     for path in DASHBOARDS:
-        for panel in _load(path)["panels"]:
+        for panel in load_dashboard(path)["panels"]:
             for target in panel["targets"]:
                 if "_bucket" in target.get("expr", "") and target.get("exemplar"):
                     linked.append(f"{path.stem}: {panel['title']}")
@@ -102,13 +94,7 @@ def test_latency_and_error_panels_link_points_to_traces() -> None:
 
 
 def test_every_promql_expression_parses(tmp_path: Path) -> None:
-    expressions = [
-        promql_for_test(target["expr"])
-        for path in DASHBOARDS
-        for panel in _load(path)["panels"]
-        for target in panel["targets"]
-        if "expr" in target
-    ]
+    expressions = [promql_for_test(target["expr"]) for _, _, target in dashboard_targets() if "expr" in target]
     rules = {
         "groups": [
             {"name": "dashboards", "rules": [{"record": f"panel:{i}", "expr": e} for i, e in enumerate(expressions)]}

@@ -7,7 +7,6 @@ off-context), feedback, a refused upload and failing questions. The tests then r
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.support.grafana import promql_for_test, sql_for_test
+from tests.support.grafana import dashboard_targets, promql_for_test, sql_for_test
 from tests.support.llm import local_llm
 from tests.support.postgres import Database, scratch_dir
 from tests.support.processes import REPO, AppProcess, base_env, launch_uvicorn
@@ -180,20 +179,12 @@ def test_the_error_series_carries_exemplars_that_lead_to_the_failing_traces(stac
     assert {row[0] for row in stored} >= set(stack.failed_trace_ids)
 
 
-def _dashboard_targets() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
-    for path in sorted((REPO / "grafana" / "dashboards").glob("*.json")):
-        dashboard = json.loads(path.read_text())
-        for panel in dashboard["panels"]:
-            for target in panel["targets"]:
-                yield path.name, panel, target
-
-
 def test_every_dashboard_panel_returns_data_after_the_load(stack: Stack) -> None:
     # metrics are exported every 0.5 s and scraped every 1 s: wait until the last failures are visible
     wait_until(lambda: stack.prometheus.query('sum(rag_answers_total{job="rag-app"}) >= 6'), 30, "the load's answers")
     empty: list[str] = []
     checked = 0
-    for dashboard, panel, target in _dashboard_targets():
+    for dashboard, panel, target in dashboard_targets():
         where = f"{dashboard} / {panel['title']} / {target['refId']}"
         if panel["datasource"]["uid"] == "prometheus":
             if not stack.prometheus.query(promql_for_test(target["expr"])):
