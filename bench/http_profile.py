@@ -79,7 +79,7 @@ def _child(mode: str) -> None:
         from otel_rag.fastapi import instrument_starlette
 
         otel_rag.configure()
-        instrument_starlette("x-user-id")
+        instrument_starlette()
     elif mode == "stock":
         from opentelemetry import metrics, trace
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor

@@ -174,7 +174,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"otel-rag serve needs FastAPI and uvicorn ({missing.name}): pip install 'otel-rag[web]'", file=sys.stderr
         )
         return 2
-    config = DebugConfig.from_environment()
+    config = DebugConfig.from_settings()
     if args.dsn:
         config = dataclasses.replace(config, dsn=args.dsn)
     if not config.dsn:

@@ -1,33 +1,59 @@
 """Every environment variable otel-rag reads, in one catalogue.
 
 Each `Setting` names its variable, how to parse it, its default and a line of help. `load_settings()` reads
-them all at start-up and raises `ConfigError` naming the variable and the accepted values, so a typo stops the
-service before it runs half-observed. Standard OpenTelemetry and LangSmith variables are listed too: they keep
-their spec meaning (the SDK reads them itself); we validate the enumerated ones early and show them in
-`otel-rag config`.
+them all at start-up into one `Settings` object, which the composition root passes down (nobody else reads the
+environment for a setting of ours), and raises `ConfigError` naming the variable and the accepted values, so a
+typo stops the service before it runs half-observed. Standard OpenTelemetry and LangSmith variables are listed
+too: they keep their spec meaning (the SDK reads them itself); we validate them early and show them in
+`otel-rag config`. No message ever shows a password or token: secret values are masked in errors too.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 T = TypeVar("T")
 
-__all__ = ["CATALOGUE", "ConfigError", "Setting", "Settings", "load_settings", "masked"]
+__all__ = [
+    "CATALOGUE",
+    "ConfigError",
+    "Setting",
+    "Settings",
+    "StartupError",
+    "active_settings",
+    "hide_passwords",
+    "install_settings",
+    "load_settings",
+    "masked",
+]
 
 
 class ConfigError(ValueError):
-    """A configuration variable holds a value we cannot use."""
+    """A configuration variable holds a value we cannot use. The message never shows a secret."""
 
-    def __init__(self, variable: str, value: str, accepted: str) -> None:
+    def __init__(self, variable: str, value: str, accepted: str, *, shown: str | None = None) -> None:
         self.variable = variable
         self.value = value
         self.accepted = accepted
-        super().__init__(f"{variable}={value!r} is not valid; accepted: {accepted}")
+        shown = hide_passwords(value) if shown is None else shown
+        super().__init__(f"{variable}={shown!r} is not valid; accepted: {accepted}")
+
+
+class StartupError(RuntimeError):
+    """Telemetry could not be built as configured (not one variable's fault); the message names what failed."""
+
+
+class Rejected(ValueError):
+    """Raised by a parser when the accepted values depend on this machine (installed entry points, a file)."""
+
+    def __init__(self, accepted: str) -> None:
+        super().__init__(accepted)
+        self.accepted = accepted
 
 
 @dataclass(frozen=True)
@@ -50,8 +76,10 @@ class Setting(Generic[T]):
             return None
         try:
             return self.parse(raw.strip())
+        except Rejected as error:
+            raise ConfigError(self.env, raw, error.accepted, shown=masked(self, raw)) from None
         except ValueError:
-            raise ConfigError(self.env, raw, self.accepted) from None
+            raise ConfigError(self.env, raw, self.accepted, shown=masked(self, raw)) from None
 
 
 # -- parsers -----------------------------------------------------------------------------------------------
@@ -134,7 +162,7 @@ _SIZE_UNITS = {"": 1, "b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "kb":
 
 def _size(raw: str) -> int:
     match = re.fullmatch(r"(\d+)\s*([a-zA-Z]*)", raw)
-    if not match or match[2].lower() not in _SIZE_UNITS:
+    if not match or match[2].lower() not in _SIZE_UNITS or int(match[1]) <= 0:
         raise ValueError(raw)
     return int(match[1]) * _SIZE_UNITS[match[2].lower()]
 
@@ -150,9 +178,59 @@ def _path(raw: str) -> str:
 
 
 def _postgres_dsn(raw: str) -> str:
-    if not (raw.startswith(("postgresql://", "postgres://")) or "=" in raw):
+    if not (raw.startswith(("postgresql://", "postgres://")) or ("=" in raw and "://" not in raw)):
         raise ValueError(raw)
+    from psycopg import conninfo  # only when a DSN is set: psycopg costs start-up time
+
+    try:
+        conninfo.conninfo_to_dict(raw)
+    except Exception:  # psycopg.ProgrammingError: its message repeats the DSN, password and all
+        raise ValueError(raw) from None
     return raw
+
+
+def _propagators(raw: str) -> tuple[str, ...]:
+    """Names the SDK resolves through the `opentelemetry_propagator` entry points (or `none`)."""
+    from opentelemetry.util._importlib_metadata import entry_points
+
+    names = _csv(raw)
+    installed = {entry_point.name for entry_point in entry_points(group="opentelemetry_propagator")}
+    if any(name != "none" and name not in installed for name in names) or not names:
+        raise Rejected(f"a comma-separated list of {', '.join(sorted(installed | {'none'}))}")
+    return names
+
+
+def _prices_file(raw: str) -> dict[str, tuple[float, float]]:
+    """A JSON price table, read and checked now, so a bad file stops start-up rather than a request later."""
+    path = os.path.expanduser(raw)
+    shape = 'a readable JSON file such as {"gpt-4o-mini": {"input": 0.15, "output": 0.6}} (USD per million tokens)'
+    try:
+        with open(path, "rb") as file:
+            data = json.loads(file.read())
+    except OSError as error:
+        raise Rejected(f"{shape}; cannot read it: {error.strerror or error}") from None
+    except ValueError as error:
+        raise Rejected(f"{shape}; it is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise Rejected(f"{shape}; the top level is not an object")
+    prices: dict[str, tuple[float, float]] = {}
+    for model, entry in data.items():
+        if not isinstance(entry, dict) or "input" not in entry or not set(entry) <= {"input", "output"}:
+            raise Rejected(f"{shape}; the entry for {model!r} needs input (and optionally output)")
+        values = (entry["input"], entry.get("output", 0.0))
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e6 for v in values):
+            raise Rejected(f"{shape}; the prices for {model!r} must be numbers from 0 to 1000000")
+        prices[str(model)] = (float(values[0]), float(values[1]))
+    return prices
+
+
+def _otlp_protocol(raw: str) -> str:
+    value = raw.lower()
+    if value == "http/json":
+        raise Rejected("http/protobuf, grpc (the OpenTelemetry Python SDK has no http/json exporter)")
+    if value not in ("http/protobuf", "grpc"):
+        raise ValueError(raw)
+    return value
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -201,7 +279,13 @@ USER_ID_HEADER = Setting(
 
 def _url_patterns(raw: str) -> re.Pattern[str]:
     """Comma-separated regular expressions, searched in a request's path (the stock instrumentations' format)."""
-    return re.compile("|".join(f"(?:{part.strip()})" for part in raw.split(",") if part.strip()))
+    parts = [part.strip() for part in raw.split(",") if part.strip()]
+    for part in parts:
+        try:
+            re.compile(part)
+        except re.error as error:
+            raise Rejected(f"comma-separated regular expressions; {part!r} is not one ({error})") from None
+    return re.compile("|".join(f"(?:{part})" for part in parts))
 
 
 EXCLUDED_URLS = Setting(
@@ -317,11 +401,11 @@ SPOOL_FSYNC = Setting(
 
 PRICES_FILE = Setting(
     "OTEL_RAG_PRICES_FILE",
-    _path,
+    _prices_file,
     None,
     'JSON file of model prices in USD per million tokens, {"model": {"input": 0.15, "output": 0.6}}, merged over '
-    "the built-in table (otel_rag/pricing.py).",
-    "a path to a JSON file",
+    "the built-in table (otel_rag/pricing.py); read and checked at start-up.",
+    'a readable JSON file {"model": {"input": 0.15, "output": 0.6}}',
 )
 CAPTURE_CONTENT = Setting(
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
@@ -344,8 +428,8 @@ DEBUG_TOKEN = Setting(
     "OTEL_RAG_DEBUG_TOKEN",
     _str,
     None,
-    "Bearer token for the debug page and API (otel-rag serve, otel_rag.web.router). Unset: they answer only "
-    "on 127.0.0.1 (loopback clients).",
+    "Bearer token for the debug page and API (otel-rag serve, otel_rag.web.router). Unset: the router mounted in "
+    "an app refuses every request, and otel-rag serve listens on 127.0.0.1 for direct local clients only.",
     "any secret string (16+ characters recommended)",
     secret=True,
 )
@@ -429,12 +513,29 @@ OTLP_ENDPOINT = Setting(
 )
 OTLP_PROTOCOL = Setting(
     "OTEL_EXPORTER_OTLP_PROTOCOL",
-    _choice("http/protobuf", "grpc", "http/json"),
+    _otlp_protocol,
     "http/protobuf",
-    "OTLP transport; http/protobuf is fork-safe and needs no gRPC runtime.",
-    "http/protobuf, grpc, http/json",
+    "OTLP transport (our default: http/protobuf, which is fork-safe and needs no gRPC runtime; grpc sends to the "
+    "Collector's port 4317). The OpenTelemetry Python SDK has no http/json exporter.",
+    "http/protobuf, grpc",
     standard=True,
 )
+
+
+def _signal_protocol(signal: str) -> Setting[str]:
+    return Setting(
+        f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL",
+        _otlp_protocol,
+        None,
+        f"OTLP transport for {signal}; unset: OTEL_EXPORTER_OTLP_PROTOCOL.",
+        "http/protobuf, grpc",
+        standard=True,
+    )
+
+
+TRACES_PROTOCOL = _signal_protocol("traces")
+METRICS_PROTOCOL = _signal_protocol("metrics")
+LOGS_PROTOCOL = _signal_protocol("logs")
 OTLP_HEADERS = Setting(
     "OTEL_EXPORTER_OTLP_HEADERS",
     _str,
@@ -462,10 +563,10 @@ TRACES_SAMPLER_ARG = Setting(
 )
 PROPAGATORS = Setting(
     "OTEL_PROPAGATORS",
-    _csv,
+    _propagators,
     "tracecontext,baggage",
-    "Context propagators.",
-    "tracecontext, baggage, ...",
+    "Context propagators, by their entry point names; checked at start-up.",
+    "a comma-separated list of installed propagators (tracecontext, baggage, ...) or none",
     standard=True,
 )
 LANGSMITH_API_KEY = Setting("LANGSMITH_API_KEY", _str, None, "LangSmith API key.", "a key", secret=True, standard=True)
@@ -517,6 +618,9 @@ CATALOGUE: tuple[Setting[Any], ...] = (
     LOGS_EXPORTER,
     OTLP_ENDPOINT,
     OTLP_PROTOCOL,
+    TRACES_PROTOCOL,
+    METRICS_PROTOCOL,
+    LOGS_PROTOCOL,
     OTLP_HEADERS,
     TRACES_SAMPLER,
     TRACES_SAMPLER_ARG,
@@ -538,34 +642,45 @@ SDK_DEFAULTS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Settings:
-    """The effective configuration, parsed and validated."""
+    """The effective configuration, parsed and validated: built once at start-up and passed down."""
 
-    log_format: str
-    log_level: str
-    log_stdlib: bool
-    user_id_header: str
-    thread_context: bool
-    redact_keys: tuple[str, ...]
-    redact_patterns: tuple[re.Pattern[str], ...]
-    postgres_dsn: str | None
-    postgres_schema: str
-    postgres_batch_size: int
-    postgres_flush_interval_ms: int
-    postgres_queue_size: int
-    postgres_shutdown_timeout_ms: int
-    shutdown_timeout_ms: int
-    spool_dir: str
-    spool_max_bytes: int
-    spool_fsync: str
-    service_name: str
-    sdk_disabled: bool
-    traces_exporter: tuple[str, ...]
-    metrics_exporter: tuple[str, ...]
-    logs_exporter: tuple[str, ...]
-    otlp_endpoint: str
-    otlp_protocol: str
-    langsmith_api_key: str | None
-    langsmith_endpoint: str
+    log_format: str = "json"
+    log_level: str = "info"
+    log_stdlib: bool = True
+    user_id_header: str = "x-user-id"
+    excluded_urls: re.Pattern[str] | None = None
+    thread_context: bool = True
+    redact_keys: tuple[str, ...] = ()
+    redact_patterns: tuple[re.Pattern[str], ...] = ()
+    postgres_dsn: str | None = None
+    postgres_schema: str = "otel_rag"
+    postgres_batch_size: int = 2000
+    postgres_flush_interval_ms: int = 50
+    postgres_queue_size: int = 100_000
+    postgres_shutdown_timeout_ms: int = 10_000
+    shutdown_timeout_ms: int = 10_000
+    spool_dir: str = "~/.local/state/otel-rag/spool"
+    spool_max_bytes: int = 1 << 30
+    spool_fsync: str = "always"
+    prices: dict[str, tuple[float, float]] | None = None
+    capture_content: str = "no_content"
+    langsmith_enabled: bool = False
+    langsmith_api_key: str | None = None
+    langsmith_endpoint: str = "https://api.smith.langchain.com"
+    langsmith_project: str = "default"
+    langsmith_sample_ratio: float = 1.0
+    debug_token: str | None = None
+    debug_dsn: str | None = None
+    trace_viewer_url: str | None = None
+    service_name: str = "unknown_service"
+    sdk_disabled: bool = False
+    traces_exporter: tuple[str, ...] = ("otlp",)
+    metrics_exporter: tuple[str, ...] = ("otlp",)
+    logs_exporter: tuple[str, ...] = ("none",)
+    otlp_endpoint: str = "http://localhost:4318"
+    otlp_protocol: str = "http/protobuf"
+    otlp_protocols: dict[str, str] = field(default_factory=dict)  # per signal: traces, metrics, logs
+    propagators: tuple[str, ...] = ("tracecontext", "baggage")
     raw: dict[str, str | None] = field(repr=False, default_factory=dict)
 
 
@@ -586,11 +701,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     values: dict[str, Any] = {setting.env: setting.read(env) for setting in CATALOGUE}
     if values[TRACES_SAMPLER_ARG.env] is None and env.get(TRACES_SAMPLER.env, "").endswith("traceidratio"):
         values[TRACES_SAMPLER_ARG.env] = 1.0
+    mirror = values[MIRROR_LANGSMITH.env]
+    protocol = values[OTLP_PROTOCOL.env]
     return Settings(
         log_format=values[LOG_FORMAT.env],
         log_level=values[LOG_LEVEL.env],
         log_stdlib=values[LOG_STDLIB.env],
         user_id_header=values[USER_ID_HEADER.env],
+        excluded_urls=values[FASTAPI_EXCLUDED_URLS.env] or values[EXCLUDED_URLS.env],
         thread_context=values[THREAD_CONTEXT.env],
         redact_keys=values[REDACT_KEYS.env],
         redact_patterns=values[REDACT_PATTERNS.env],
@@ -604,29 +722,75 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         spool_dir=values[SPOOL_DIR.env],
         spool_max_bytes=values[SPOOL_MAX_BYTES.env],
         spool_fsync=values[SPOOL_FSYNC.env],
+        prices=values[PRICES_FILE.env],
+        capture_content=values[CAPTURE_CONTENT.env],
+        langsmith_enabled=bool(mirror) if mirror is not None else bool(values[LANGSMITH_API_KEY.env]),
+        langsmith_api_key=values[LANGSMITH_API_KEY.env],
+        langsmith_endpoint=values[LANGSMITH_ENDPOINT.env],
+        langsmith_project=values[LANGSMITH_PROJECT.env],
+        langsmith_sample_ratio=values[LANGSMITH_SAMPLE_RATIO.env],
+        debug_token=values[DEBUG_TOKEN.env],
+        debug_dsn=values[DEBUG_DSN.env],
+        trace_viewer_url=values[TRACE_VIEWER_URL.env],
         service_name=_service_name(env),
         sdk_disabled=values[SDK_DISABLED.env],
         traces_exporter=values[TRACES_EXPORTER.env],
         metrics_exporter=values[METRICS_EXPORTER.env],
         logs_exporter=values[LOGS_EXPORTER.env],
         otlp_endpoint=values[OTLP_ENDPOINT.env],
-        otlp_protocol=values[OTLP_PROTOCOL.env],
-        langsmith_api_key=values[LANGSMITH_API_KEY.env],
-        langsmith_endpoint=values[LANGSMITH_ENDPOINT.env],
+        otlp_protocol=protocol,
+        otlp_protocols={
+            "traces": values[TRACES_PROTOCOL.env] or protocol,
+            "metrics": values[METRICS_PROTOCOL.env] or protocol,
+            "logs": values[LOGS_PROTOCOL.env] or protocol,
+        },
+        propagators=values[PROPAGATORS.env],
         raw={setting.env: env.get(setting.env) for setting in CATALOGUE},
     )
+
+
+_installed: Settings | None = None
+
+
+def install_settings(settings: Settings | None) -> Settings | None:
+    """Make `settings` the process's settings (configure() does this once, before anything reads them); returns
+    the ones they replace, so tests can put them back. None: read the environment again on next use."""
+    global _installed
+    previous, _installed = _installed, settings
+    return previous
+
+
+def active_settings() -> Settings:
+    """The settings configure() installed; before that (a library used without configure()), the environment's,
+    read once. A bad variable there gives the defaults rather than an error on a request."""
+    global _installed
+    if _installed is None:
+        try:
+            _installed = load_settings()
+        except ConfigError:
+            _installed = Settings()
+    return _installed
 
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]+)(?=@)", re.I)
 _KV_PASSWORD = re.compile(r"(?P<key>password\s*=\s*)(?P<password>\S+)", re.I)
 
 
+def hide_passwords(text: str) -> str:
+    """`text` with the password of any URL (user:password@) and of any password=... pair replaced by ****."""
+    return _KV_PASSWORD.sub(r"\g<key>****", _URL_PASSWORD.sub(r"\g<scheme>****", text))
+
+
+@overload
+def masked(setting: Setting[Any], raw: str) -> str: ...
+@overload
+def masked(setting: Setting[Any], raw: None) -> None: ...
 def masked(setting: Setting[Any], raw: str | None) -> str | None:
     """The value as `otel-rag config` shows it: secrets hidden, DSN passwords replaced."""
     if raw is None:
         return None
     if setting in (POSTGRES_DSN, DEBUG_DSN):
-        return _KV_PASSWORD.sub(r"\g<key>****", _URL_PASSWORD.sub(r"\g<scheme>****", raw))
+        return hide_passwords(raw)
     if setting.secret:
         return "****" if len(raw) < 12 else f"****{raw[-4:]}"
-    return raw
+    return hide_passwords(raw)

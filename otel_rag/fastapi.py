@@ -13,8 +13,6 @@ own native telemetry is switched off per request while ours runs, so a request h
 
 from __future__ import annotations
 
-import functools
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -26,8 +24,8 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import metrics
-from .config import EXCLUDED_URLS, FASTAPI_EXCLUDED_URLS, USER_ID_HEADER
-from .tracing import ENDUSER_ID, begin_request, end_request, set_request_root
+from .config import active_settings
+from .tracing import ENDUSER_ID, MAX_USER_ID, begin_request, end_request, set_request_root
 
 __all__ = ["TracingMiddleware", "instrument_app", "instrument_starlette"]
 
@@ -58,10 +56,11 @@ class _HeaderGetter(Getter[list[tuple[bytes, bytes]]]):
 _getter = _HeaderGetter()
 
 
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+def _user_id(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The user id header's value as UTF-8 (invalid bytes replaced), cut to 128 characters; None when absent."""
     for key, value in headers:
         if key == name:
-            return value.decode("latin-1")
+            return value[: MAX_USER_ID * 4].decode("utf-8", "replace")[:MAX_USER_ID] or None
     return None
 
 
@@ -94,7 +93,7 @@ class TracingMiddleware:
         headers = scope.get("headers") or []
         parent = propagate.extract(headers, getter=_getter)
         method = scope.get("method", "GET")
-        user_id = _header(headers, self._user_header)
+        user_id = _user_id(headers, self._user_header)
         attributes: dict[str, Any] = {
             "http.request.method": method,
             "url.path": scope.get("path", ""),
@@ -167,13 +166,29 @@ class TracingMiddleware:
         metrics.http_server_request_duration.record(time.perf_counter() - started, metric_attributes)
 
 
-_settings: dict[str, Any] = {"all_apps": False, "user_id_header": None}
+_all_apps = False  # under the launcher: every Starlette/FastAPI app in the process
 
 
-@functools.lru_cache(maxsize=1)
-def _excluded_pattern() -> re.Pattern[str] | None:
-    """OTEL_PYTHON_FASTAPI_EXCLUDED_URLS (or OTEL_PYTHON_EXCLUDED_URLS), read at the first request."""
-    return FASTAPI_EXCLUDED_URLS.read(os.environ) or EXCLUDED_URLS.read(os.environ)
+class _AppOptions:
+    """One app's options: instrument_app's arguments, else the process settings."""
+
+    __slots__ = ("excluded", "user_id_header")
+
+    def __init__(self, user_id_header: str | None, excluded: re.Pattern[str] | None) -> None:
+        self.user_id_header = user_id_header
+        self.excluded = excluded
+
+
+_APP_OPTIONS = "_otel_rag_options"  # in an app instance's __dict__
+
+
+def _options_of(app: Any) -> _AppOptions:
+    options: _AppOptions | None = vars(app).get(_APP_OPTIONS)
+    if options is None:
+        settings = active_settings()
+        options = _AppOptions(settings.user_id_header, settings.excluded_urls)
+        setattr(app, _APP_OPTIONS, options)
+    return options
 
 
 _TRACED = "otel_rag.traced"  # scope key: this request already has our server span (mounted sub-apps)
@@ -192,11 +207,12 @@ def _patch_call(cls: Any) -> None:
     original_call = cls.__call__
 
     async def __call__(self: Any, scope: Scope, receive: Receive, send: Send) -> None:
-        enabled = _settings["all_apps"] or vars(self).get(_APP_FLAG, False)
+        enabled = _all_apps or vars(self).get(_APP_FLAG, False)
         if not enabled or scope["type"] != "http" or _TRACED in scope:
             await original_call(self, scope, receive, send)
             return
-        excluded = _excluded_pattern()
+        options = _options_of(self)
+        excluded = options.excluded
         if excluded is not None and excluded.search(scope.get("path", "")):
             scope[_TRACED] = True  # not traced, by request: neither by us nor by FastAPI's own telemetry
             scope[_FASTAPI_NATIVE] = None
@@ -204,7 +220,7 @@ def _patch_call(cls: Any) -> None:
             return
         middleware = vars(self).get("_otel_rag_middleware")
         if middleware is None:
-            header = _settings["user_id_header"] or str(USER_ID_HEADER.read(os.environ))
+            header = options.user_id_header or active_settings().user_id_header
 
             async def inner(scope: Scope, receive: Receive, send: Send) -> None:
                 await original_call(self, scope, receive, send)
@@ -233,21 +249,37 @@ def _patch_classes() -> bool:
     return True
 
 
-def instrument_app(app: Any, user_id_header: str | None = None) -> Any:
+def instrument_app(app: Any, user_id_header: str | None = None, excluded_urls: str | None = None) -> Any:
     """Trace every HTTP request of this Starlette/FastAPI app (one server span, trace headers, user id).
 
+    Args:
+        app: the Starlette or FastAPI application.
+        user_id_header: request header holding the user id, for this app only (default: OTEL_RAG_USER_ID_HEADER).
+        excluded_urls: comma-separated regular expressions of paths not to trace, for this app only (default:
+            OTEL_PYTHON_FASTAPI_EXCLUDED_URLS or OTEL_PYTHON_EXCLUDED_URLS).
+
     Safe to call twice, and together with the launcher: a request is traced once.
+
+    Raises:
+        TypeError: Starlette is not installed.
+        ValueError: `excluded_urls` is not a list of valid regular expressions.
     """
-    if user_id_header is not None:
-        _settings["user_id_header"] = user_id_header
     if not _patch_classes():
         raise TypeError("instrument_app needs Starlette or FastAPI to be installed")
+    settings = active_settings()
+    excluded = settings.excluded_urls
+    if excluded_urls is not None:
+        from .config import EXCLUDED_URLS
+
+        excluded = EXCLUDED_URLS.parse(excluded_urls)
+    setattr(app, _APP_OPTIONS, _AppOptions((user_id_header or settings.user_id_header).lower(), excluded))
+    vars(app).pop("_otel_rag_middleware", None)
     setattr(app, _APP_FLAG, True)
     return app
 
 
-def instrument_starlette(user_id_header: str) -> bool:
+def instrument_starlette() -> bool:
     """Trace every Starlette/FastAPI app in this process (the launcher's path: no code change in the app)."""
-    _settings["user_id_header"] = user_id_header
-    _settings["all_apps"] = True
+    global _all_apps
+    _all_apps = True
     return _patch_classes()

@@ -3,19 +3,17 @@
 `cost_usd(model, input_tokens, output_tokens)` returns None (not zero) for a model we have no price for, and logs one
 warning naming the model, so "how much did this cost" never silently under-reports. Dated or suffixed model names
 (`gpt-4o-mini-2024-07-18`) fall back to the longest known prefix. `OTEL_RAG_PRICES_FILE` (JSON:
-`{"model": {"input": 0.15, "output": 0.6}}`) adds models or replaces our prices; it is read once.
+`{"model": {"input": 0.15, "output": 0.6}}`) adds models or replaces our prices; it is read and checked once, at
+start-up, with the other settings, so a bad file stops the service instead of failing a request.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
-from .config import PRICES_FILE, ConfigError
+from .config import Settings, active_settings
 
 __all__ = ["DEFAULT_PRICES", "Price", "cost_usd", "price_of", "reload_prices"]
 
@@ -51,27 +49,12 @@ _prices: dict[str, Price] | None = None
 _warned: set[str] = set()
 
 
-def _load_file(path: str) -> dict[str, Price]:
-    try:
-        data = json.loads(Path(path).read_text())
-        if not isinstance(data, dict):
-            raise ValueError("the top level must be an object")
-        return {
-            str(model): Price(float(entry["input"]), float(entry.get("output", 0.0))) for model, entry in data.items()
-        }
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ConfigError(
-            PRICES_FILE.env, path, f'a readable JSON file {{"model": {{"input": 0.15, "output": 0.6}}}} ({error})'
-        ) from None
-
-
-def reload_prices() -> dict[str, Price]:
-    """Re-read the defaults and OTEL_RAG_PRICES_FILE (tests, or after editing the file)."""
+def reload_prices(settings: Settings | None = None) -> dict[str, Price]:
+    """The defaults with the settings' price file over them (configure() calls this; tests too)."""
     global _prices
     prices = dict(DEFAULT_PRICES)
-    path = PRICES_FILE.read(os.environ)
-    if path:
-        prices.update(_load_file(path))
+    table = (settings or active_settings()).prices or {}
+    prices.update({model: Price(input, output) for model, (input, output) in table.items()})
     with _lock:
         _prices = prices
         _warned.clear()
@@ -87,14 +70,20 @@ def price_of(model: str) -> Price | None:
 
 
 def cost_usd(model: str | None, input_tokens: int | None = None, output_tokens: int | None = None) -> float | None:
-    """The cost of one call, or None when the model has no price (warned once per model)."""
-    if not model or (input_tokens is None and output_tokens is None):
+    """The cost of one call, or None when the model has no price (warned once per model) or the counts are not
+    numbers."""
+    if not isinstance(model, str) or not model or (input_tokens is None and output_tokens is None):
+        return None
+    if not all(
+        isinstance(n, (int, float)) and not isinstance(n, bool) for n in (input_tokens or 0, output_tokens or 0)
+    ):
         return None
     price = price_of(model)
     if price is None:
         with _lock:
             first = model not in _warned
-            _warned.add(model)
+            if len(_warned) < 1000:  # model names may come from requests: the set must stay small
+                _warned.add(model)
         if first:
             _logger.warning("no price for model %r: its cost is left out (set OTEL_RAG_PRICES_FILE to add it)", model)
         return None

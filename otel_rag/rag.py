@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
+import math
 import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast
@@ -33,9 +33,9 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import Span
 
 from . import metrics
-from .config import CAPTURE_CONTENT
+from .config import Settings, active_settings
 from .pricing import cost_usd
-from .tracing import attribute_value, decorate, mark_error
+from .tracing import attribute_value, decorate, mark_error, peek_in_context, pop_in_context, push_in_context
 
 __all__ = [
     "GenAIChildSpans",
@@ -84,10 +84,24 @@ PARENT_STAGE = "rag.parent_stage"
 _open_stages: dict[int, Stage] = {}  # span id -> the Stage in progress (for GenAI spans created inside it)
 
 
-def capture_mode() -> tuple[bool, bool]:
+def capture_mode(settings: Settings | None = None) -> tuple[bool, bool]:
     """(on spans, as log events) per OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT."""
-    mode = CAPTURE_CONTENT.read(os.environ)
+    mode = (settings or active_settings()).capture_content
     return mode in ("span_only", "span_and_event", "true"), mode in ("event_only", "span_and_event", "true")
+
+
+_INVALID = object()
+
+
+def _token_count(value: Any) -> Any:
+    """A token count as an int (None stays None), or _INVALID for anything that is not a whole number."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return _INVALID
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return _INVALID
+    return int(value) if 0 <= value < 2**63 else _INVALID
 
 
 def _digest(text: str) -> str:
@@ -95,7 +109,10 @@ def _digest(text: str) -> str:
 
 
 class Stage:
-    """A RAG stage in progress: the span, plus what the stage reports before it ends."""
+    """A RAG stage: its name and attributes. Each `with` block (or decorated call) runs a fresh copy, returned by
+    `__enter__`, that holds that run's span, usage and cost, so one Stage object entered by several tasks at once
+    keeps their runs apart. Calling `set()`/`usage()`/... on the original object inside its `with` block reaches
+    the run of the current task or thread."""
 
     def __init__(self, stage: str, **attributes: Any) -> None:
         self.stage = stage
@@ -120,24 +137,38 @@ class Stage:
         self.attributes.update(named)
         return named
 
+    def _run(self) -> Stage:
+        """The run of this stage open in the current context, or the stage itself outside its `with` block."""
+        run = peek_in_context(self)
+        return run if run is not None else self
+
     # -- what the stage reports ------------------------------------------------------------------------------------
 
     def set(self, **attributes: Any) -> Stage:
         """Add attributes (same names as the helpers' keyword arguments), e.g. `stage.set(pages=12)`."""
-        named = self._merge(attributes)
-        if self.span is not None:
-            self.span.set_attributes(named)
-        return self
+        run = self._run()
+        named = run._merge(attributes)
+        if run.span is not None:
+            run.span.set_attributes(named)
+        return run
 
     def usage(self, input_tokens: int | None = None, output_tokens: int | None = None) -> Stage:
-        """Token usage of the call; sets the cost when the model has a price."""
-        self.input_tokens, self.output_tokens = input_tokens, output_tokens
-        usage = {"gen_ai.usage.input_tokens": input_tokens, "gen_ai.usage.output_tokens": output_tokens}
-        self.set(**{k: v for k, v in usage.items() if v is not None})
-        self.cost = cost_usd(self.attributes.get("gen_ai.request.model"), input_tokens, output_tokens)
-        if self.cost is not None:
-            self.set(**{"rag.cost_usd": round(self.cost, 12)})
-        return self
+        """Token usage of the call; sets the cost when the model has a price. Counts that are not whole numbers
+        are left out with a warning (this never raises into the request)."""
+        run = self._run()
+        counts = [_token_count(value) for value in (input_tokens, output_tokens)]
+        if any(count is _INVALID for count in counts):
+            _log.warning(
+                "rag.%s: token counts must be whole numbers, got %r and %r", run.stage, input_tokens, output_tokens
+            )
+            return run
+        run.input_tokens, run.output_tokens = cast(list[int | None], counts)
+        usage = {"gen_ai.usage.input_tokens": run.input_tokens, "gen_ai.usage.output_tokens": run.output_tokens}
+        run.set(**{k: v for k, v in usage.items() if v is not None})
+        run.cost = cost_usd(run.attributes.get("gen_ai.request.model"), run.input_tokens, run.output_tokens)
+        if run.cost is not None:
+            run.set(**{"rag.cost_usd": round(run.cost, 12)})
+        return run
 
     def results(self, count: int, best_score: float | None = None) -> Stage:
         """What a retrieval or rerank returned."""
@@ -145,37 +176,45 @@ class Stage:
 
     def content(self, role: str, text: str) -> Stage:
         """Prompt, completion or chunk text: recorded only as the capture setting allows, else size and hash."""
+        run = self._run()
+        text = text if isinstance(text, str) else str(text)
         on_span, as_event = capture_mode()
-        self.set(**{f"rag.{role}.size": len(text), f"rag.{role}.sha256": _digest(text)})
+        run.set(**{f"rag.{role}.size": len(text), f"rag.{role}.sha256": _digest(text)})
         if on_span:
             key = "gen_ai.output.messages" if role == "completion" else "gen_ai.input.messages"
             speaker = "assistant" if role == "completion" else "user"
             message = {"role": speaker, "parts": [{"type": "text", "content": text}]}
-            self.set(**{key: orjson.dumps([message]).decode()})
+            run.set(**{key: orjson.dumps([message]).decode("utf-8", "replace")})
         if as_event:
-            _log.info(f"{self.stage}.{role}", extra={"content": text, "rag.stage": self.stage})
-        return self
+            _log.info(f"{run.stage}.{role}", extra={"content": text, "rag.stage": run.stage})
+        return run
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
 
     def __enter__(self) -> Stage:
-        self._manager = _tracer.start_as_current_span(
-            self.name, attributes=self.attributes, record_exception=False, set_status_on_exception=False
+        run = Stage(self.stage)
+        run.attributes = dict(self.attributes)
+        run._manager = _tracer.start_as_current_span(
+            run.name, attributes=run.attributes, record_exception=False, set_status_on_exception=False
         )
-        self.span = self._manager.__enter__()
-        _open_stages[self.span.get_span_context().span_id] = self
-        self._started = time.perf_counter()
-        return self
+        run.span = run._manager.__enter__()
+        _open_stages[run.span.get_span_context().span_id] = run
+        push_in_context(self, run)
+        run._started = time.perf_counter()
+        return run
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        seconds = time.perf_counter() - self._started
-        error_type = mark_error(self.span, exc) if exc is not None and self.span is not None else None
+        run = pop_in_context(self)
+        if run is None:  # exited without being entered in this context
+            return
+        seconds = time.perf_counter() - run._started
+        error_type = mark_error(run.span, exc) if exc is not None and run.span is not None else None
         try:
-            self._record(seconds, error_type)
+            run._record(seconds, error_type)
         finally:
-            if self.span is not None:
-                _open_stages.pop(self.span.get_span_context().span_id, None)
-            self._manager.__exit__(exc_type, exc, tb)
+            if run.span is not None:
+                _open_stages.pop(run.span.get_span_context().span_id, None)
+            run._manager.__exit__(exc_type, exc, tb)
 
     def _record(self, seconds: float, error_type: str | None) -> None:
         common: dict[str, Any] = {"rag.stage": self.stage}
@@ -214,15 +253,8 @@ class Stage:
         _log.log(logging.ERROR if error_type else logging.INFO, f"{self.stage}.done", extra=summary)
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
-        """Use as a decorator: each call runs in a fresh stage with the same attributes."""
-        stage, attributes = self.stage, dict(self.attributes)
-
-        def fresh() -> Stage:
-            new = Stage(stage)
-            new.attributes = dict(attributes)
-            return new
-
-        return decorate(func, fresh)
+        """Use as a decorator: each call is a run of this stage, with the attributes given so far."""
+        return decorate(func, lambda: self)
 
 
 class GenAIChildSpans(SpanProcessor):

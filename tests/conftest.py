@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -97,3 +97,20 @@ def store(pg_server: Any) -> Any:
     from tests.support.postgres import Database
 
     return Database(pg_server)
+
+
+@pytest.fixture
+def use_settings() -> Iterator[Callable[..., Any]]:
+    """Install settings read from the given variables (as configure() would) for one test, then put back the old."""
+    from otel_rag.config import install_settings, load_settings
+
+    installed: list[Any] = []
+
+    def install(**environ: str) -> Any:
+        settings = load_settings(environ)
+        installed.append(install_settings(settings))
+        return settings
+
+    yield install
+    if installed:
+        install_settings(installed[0])

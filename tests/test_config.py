@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from otel_rag.config import CATALOGUE, POSTGRES_DSN, ConfigError, load_settings, masked
@@ -37,7 +39,14 @@ def test_service_name_from_resource_attributes() -> None:
         ("OTEL_SDK_DISABLED", "nope", "true, false"),
         ("OTEL_TRACES_SAMPLER", "sometimes", "always_on, always_off, traceidratio"),
         ("OTEL_TRACES_SAMPLER_ARG", "1.5", "a number from 0 to 1"),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon", "http/protobuf, grpc, http/json"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon", "http/protobuf, grpc"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "the OpenTelemetry Python SDK has no http/json exporter"),
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json", "http/protobuf, grpc"),
+        ("OTEL_PROPAGATORS", "tracecontxt", "baggage, none, tracecontext"),
+        ("OTEL_PYTHON_EXCLUDED_URLS", "/health,(unclosed", "'(unclosed' is not one"),
+        ("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "*", "comma-separated regular expressions"),
+        ("OTEL_RAG_SPOOL_MAX_BYTES", "0", "a size such as"),
+        ("OTEL_RAG_PRICES_FILE", "/nonexistent/prices.json", "cannot read it: No such file or directory"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318", "an http:// or https:// URL"),
     ],
 )
@@ -70,3 +79,51 @@ def test_masking_hides_passwords_but_keeps_the_rest() -> None:
     key = next(s for s in CATALOGUE if s.env == "LANGSMITH_API_KEY")
     assert masked(key, "lsv2_pt_0123456789abcdef") == "****cdef"
     assert masked(key, "short") == "****"
+
+
+def test_the_dsn_is_parsed_now_and_no_message_shows_a_password() -> None:
+    cases = {
+        "OTEL_RAG_POSTGRES_DSN": "postgresq://rag:hunter2@db/obs",  # a typo in the scheme
+        "OTEL_RAG_DEBUG_DSN": "host=db password=hunter2 nonsense",  # not key=value
+        "LANGSMITH_ENDPOINT": "htps://me:hunter2@smith.example",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318?password=hunter2",
+    }
+    for variable, value in cases.items():
+        with pytest.raises(ConfigError) as error:
+            load_settings({variable: value})
+        assert error.value.variable == variable
+        assert "hunter2" not in str(error.value), str(error.value)
+        assert "****" in str(error.value)
+    assert load_settings({"OTEL_RAG_POSTGRES_DSN": "postgresql://rag:pw@db:5432/obs"}).postgres_dsn
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "the top level is not an object"),
+        ('{"m": {"output": 1}}', "needs input"),
+        ('{"m": {"input": "cheap"}}', "must be numbers"),
+        ('{"m": {"input": -1}}', "must be numbers"),
+        ('{"m": {"input": 1, "currency": "EUR"}}', "needs input"),
+    ],
+)
+def test_a_bad_prices_file_stops_start_up(tmp_path: Path, content: str, why: str) -> None:
+    prices = tmp_path / "prices.json"
+    prices.write_text(content)
+    with pytest.raises(ConfigError) as error:
+        load_settings({"OTEL_RAG_PRICES_FILE": str(prices)})
+    assert error.value.variable == "OTEL_RAG_PRICES_FILE" and why in str(error.value)
+    prices.write_text('{"my-model": {"input": 1.5, "output": 2}}')
+    assert load_settings({"OTEL_RAG_PRICES_FILE": str(prices)}).prices == {"my-model": (1.5, 2.0)}
+
+
+def test_standard_variables_are_validated_the_way_the_sdk_reads_them() -> None:
+    settings = load_settings({"OTEL_PROPAGATORS": "tracecontext", "OTEL_PYTHON_EXCLUDED_URLS": "/healthz,/debug/.*"})
+    assert settings.propagators == ("tracecontext",)
+    assert settings.excluded_urls is not None and settings.excluded_urls.search("/debug/api/traces")
+    assert load_settings({"OTEL_PROPAGATORS": "none"}).propagators == ("none",)
+    grpc_traces = load_settings(
+        {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL": "http/protobuf"}
+    )
+    assert grpc_traces.otlp_protocols == {"traces": "grpc", "metrics": "grpc", "logs": "http/protobuf"}

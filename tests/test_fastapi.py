@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from opentelemetry.trace import SpanKind, StatusCode
 from starlette.applications import Starlette
@@ -40,7 +41,7 @@ def _app() -> FastAPI:
     return otel_rag.instrument_app(app, user_id_header="X-Tenant-User")
 
 
-def _get(app: Any, path: str, **headers: str) -> httpx.Response:
+def _get(app: Any, path: str, **headers: str | bytes) -> httpx.Response:
     async def call() -> httpx.Response:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -110,20 +111,44 @@ def test_uninstrumented_app_is_left_alone(sdk: Sdk) -> None:
     assert [span for span in sdk.finished() if span.instrumentation_scope.name == "otel_rag.http"] == []
 
 
-def test_excluded_urls_are_not_traced(sdk: Sdk, monkeypatch: Any) -> None:
-    from otel_rag.fastapi import _excluded_pattern
+def test_excluded_urls_are_not_traced(sdk: Sdk, use_settings: Any) -> None:
+    use_settings(OTEL_PYTHON_EXCLUDED_URLS="/sub/, ^/who$", OTEL_PYTHON_FASTAPI_EXCLUDED_URLS="^/items/9$")
+    app = _app()
+    excluded = _get(app, "/items/9")
+    assert excluded.status_code == 200 and "x-trace-id" not in excluded.headers
+    assert _get(app, "/who").status_code == 200  # OTEL_PYTHON_EXCLUDED_URLS is overridden by the FastAPI one
+    assert _get(app, "/items/8").headers["x-trace-id"]
+    assert [span.name for span in sdk.finished()] == ["GET /who", "GET /items/{item_id}"]
 
-    monkeypatch.setenv("OTEL_PYTHON_EXCLUDED_URLS", "/sub/, ^/who$")
-    monkeypatch.setenv("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "^/items/9$")
-    _excluded_pattern.cache_clear()
-    try:
-        app = _app()
-        excluded = _get(app, "/items/9")
-        assert excluded.status_code == 200 and "x-trace-id" not in excluded.headers
-        assert _get(app, "/who").status_code == 200  # OTEL_PYTHON_EXCLUDED_URLS is overridden by the FastAPI one
-        assert _get(app, "/items/8").headers["x-trace-id"]
-        assert [span.name for span in sdk.finished()] == ["GET /who", "GET /items/{item_id}"]
-    finally:
-        monkeypatch.delenv("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS")
-        monkeypatch.delenv("OTEL_PYTHON_EXCLUDED_URLS")
-        _excluded_pattern.cache_clear()
+
+def test_two_apps_in_one_process_keep_their_own_options(sdk: Sdk) -> None:
+    main, admin = FastAPI(), FastAPI()
+    for app in (main, admin):
+
+        @app.get("/ping")
+        async def ping() -> dict[str, str]:
+            return {}
+
+        @app.get("/health")
+        async def health() -> dict[str, str]:
+            return {}
+
+    otel_rag.instrument_app(main, user_id_header="X-Main-User", excluded_urls="^/health$")
+    otel_rag.instrument_app(admin, user_id_header="X-Admin-User")
+    _get(main, "/ping", **{"X-Main-User": "m", "X-Admin-User": "wrong"})
+    _get(admin, "/ping", **{"X-Main-User": "wrong", "X-Admin-User": "a"})
+    assert "x-trace-id" not in _get(main, "/health").headers
+    assert _get(admin, "/health").headers["x-trace-id"]
+    users = [span.attributes.get("enduser.id") for span in sdk.finished()]
+    assert users == ["m", "a", None]
+    with pytest.raises(ValueError, match="not one"):
+        otel_rag.instrument_app(FastAPI(), excluded_urls="(unclosed")
+
+
+def test_user_id_header_is_utf8_and_bounded(sdk: Sdk) -> None:
+    app = _app()
+    _get(app, "/items/1", **{"X-Tenant-User": "Zoë-用户".encode()})
+    _get(app, "/items/2", **{"X-Tenant-User": "u" * 500})
+    _get(app, "/items/3", **{"X-Tenant-User": b"bad\xff\xfe"})
+    users = [span.attributes["enduser.id"] for span in sdk.finished()]
+    assert users == ["Zoë-用户", "u" * 128, "bad\ufffd\ufffd"]

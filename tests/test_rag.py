@@ -13,7 +13,7 @@ import structlog
 from opentelemetry.trace import StatusCode
 
 from otel_rag import groundedness, pricing, rag, record_quality, trace_span
-from otel_rag.config import ConfigError, load_settings
+from otel_rag.config import ConfigError, Settings, load_settings
 from otel_rag.logs import setup_logging
 
 from .conftest import Sdk
@@ -102,18 +102,41 @@ def test_unknown_model_has_no_cost_and_one_warning(sdk: Sdk, caplog: pytest.LogC
     assert len(warnings) == 1
 
 
-def test_prices_file_overrides_and_bad_file_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prices_file_overrides_and_bad_file_is_a_config_error(tmp_path: Path) -> None:
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps({"my-private-llm": {"input": 1.0, "output": 2.0}, "gpt-4o": {"input": 1.0}}))
-    monkeypatch.setenv("OTEL_RAG_PRICES_FILE", str(prices))
-    pricing.reload_prices()
-    assert pricing.cost_usd("my-private-llm", 1_000_000, 1_000_000) == pytest.approx(3.0)
-    assert pricing.cost_usd("gpt-4o", 1_000_000, 5) == pytest.approx(1.0)
+    try:
+        pricing.reload_prices(load_settings({"OTEL_RAG_PRICES_FILE": str(prices)}))
+        assert pricing.cost_usd("my-private-llm", 1_000_000, 1_000_000) == pytest.approx(3.0)
+        assert pricing.cost_usd("gpt-4o", 1_000_000, 5) == pytest.approx(1.0)
+    finally:
+        pricing.reload_prices(Settings())
     prices.write_text("{not json")
-    with pytest.raises(ConfigError, match="OTEL_RAG_PRICES_FILE"):
-        pricing.reload_prices()
-    monkeypatch.delenv("OTEL_RAG_PRICES_FILE")
-    pricing.reload_prices()
+    with pytest.raises(ConfigError, match="OTEL_RAG_PRICES_FILE"):  # at start-up, not on a request
+        load_settings({"OTEL_RAG_PRICES_FILE": str(prices)})
+
+
+@pytest.mark.parametrize(
+    ("tokens", "valid"),
+    [
+        ((10, 5), True),
+        ((10.0, None), True),
+        (("10", 5), False),
+        ((-1, 5), False),
+        ((1.5, 2), False),
+        ((float("nan"), 1), False),
+        ((2**70, 1), False),
+        ((True, 1), False),
+        (([1], 1), False),
+    ],
+)
+def test_usage_never_raises_into_the_request(sdk: Sdk, tokens: tuple[Any, Any], valid: bool) -> None:
+    with rag.generate(model="gpt-4o-mini") as generate:
+        generate.usage(*tokens)
+    attributes = sdk.finished()[-1].attributes
+    assert ("gen_ai.usage.input_tokens" in attributes) is valid
+    assert ("rag.cost_usd" in attributes) is valid
+    assert pricing.cost_usd("gpt-4o-mini", "10", 5) is None  # type: ignore[arg-type]
 
 
 def test_errors_and_decorators(sdk: Sdk) -> None:
@@ -138,10 +161,8 @@ def test_errors_and_decorators(sdk: Sdk) -> None:
 @pytest.mark.parametrize(
     ("mode", "on_span"), [("NO_CONTENT", False), ("SPAN_ONLY", True), ("true", True), ("EVENT_ONLY", False)]
 )
-def test_content_capture_follows_the_setting(
-    sdk: Sdk, monkeypatch: pytest.MonkeyPatch, mode: str, on_span: bool
-) -> None:
-    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", mode)
+def test_content_capture_follows_the_setting(sdk: Sdk, use_settings: Any, mode: str, on_span: bool) -> None:
+    use_settings(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=mode)
     with rag.generate(model="gpt-4o") as generate:
         generate.content("prompt", "What is our refund policy?")
         generate.content("completion", "Refunds within 30 days.")

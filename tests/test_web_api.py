@@ -115,12 +115,22 @@ def test_an_unreachable_store_is_a_503_without_details(seeded: Seeded) -> None:
     assert "secret-password" not in response.text and "127.0.0.1" not in response.text
 
 
-def test_without_a_token_only_local_clients_are_answered(seeded: Seeded) -> None:
+def test_the_router_in_an_app_without_a_token_answers_nobody(seeded: Seeded) -> None:
+    """Mounted in an app, "local" proves nothing: behind a proxy the client address comes from X-Forwarded-For."""
     app = create_app(DebugConfig(dsn=seeded.reader))
+    for client in (("203.0.113.7", 40000), ("127.0.0.1", 40000)):
+        response = TestClient(app, client=client).get("/debug/api/errors", headers={"X-Forwarded-For": "127.0.0.1"})
+        assert response.status_code == 403 and "OTEL_RAG_DEBUG_TOKEN" in response.json()["error"]
+
+
+def test_otel_rag_serve_without_a_token_answers_direct_local_clients_only(seeded: Seeded) -> None:
+    app = create_app(DebugConfig(dsn=seeded.reader, loopback_without_token=True))
     remote = TestClient(app, client=("203.0.113.7", 40000)).get("/debug/api/errors")
     assert remote.status_code == 403 and "OTEL_RAG_DEBUG_TOKEN" in remote.json()["error"]
-    local = TestClient(app, client=("127.0.0.1", 40000)).get("/debug/api/errors")
-    assert local.status_code == 200
+    local = TestClient(app, client=("127.0.0.1", 40000))
+    assert local.get("/debug/api/errors").status_code == 200
+    proxied = local.get("/debug/api/errors", headers={"X-Forwarded-For": "203.0.113.7"})
+    assert proxied.status_code == 403  # a local proxy in front of it relays strangers
 
 
 def test_the_router_mounts_under_a_prefix_and_serves_the_built_page(seeded: Seeded) -> None:

@@ -1,20 +1,22 @@
-"""Who may read the debug API, and with which settings: a bearer token, or loopback clients only without one.
+"""Who may read the debug API, and with which settings: a bearer token, always, except for `otel-rag serve`
+bound to 127.0.0.1 without a token, which answers local clients only.
 
-The settings come from the environment (OTEL_RAG_DEBUG_TOKEN, OTEL_RAG_DEBUG_DSN or else OTEL_RAG_POSTGRES_DSN,
-OTEL_RAG_POSTGRES_SCHEMA, OTEL_RAG_TRACE_VIEWER_URL), read once, unless the app sets `app.state.otel_rag_debug`
-to a DebugConfig of its own (otel-rag serve and the tests do).
+The router mounted in an application never trusts "local" clients: behind a proxy (uvicorn --forwarded-allow-ips)
+the client address comes from X-Forwarded-For, which anyone can write. The settings come from the environment
+(OTEL_RAG_DEBUG_TOKEN, OTEL_RAG_DEBUG_DSN or else OTEL_RAG_POSTGRES_DSN, OTEL_RAG_POSTGRES_SCHEMA,
+OTEL_RAG_TRACE_VIEWER_URL), read once, unless the app sets `app.state.otel_rag_debug` to a DebugConfig of its own
+(otel-rag serve and the tests do).
 """
 
 from __future__ import annotations
 
 import hmac
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 
 from starlette.requests import Request
 
-from ..config import DEBUG_DSN, DEBUG_TOKEN, POSTGRES_DSN, POSTGRES_SCHEMA, TRACE_VIEWER_URL
+from ..config import Settings, load_settings
 
 __all__ = ["AccessDenied", "DebugConfig", "check_access", "config_of"]
 
@@ -27,15 +29,18 @@ class DebugConfig:
     schema: str = "otel_rag"
     token: str | None = None
     trace_viewer_url: str | None = None  # contains {trace_id}
+    # Only `otel-rag serve` on 127.0.0.1 sets this: without a token, its own socket peers on loopback may read.
+    loopback_without_token: bool = False
 
     @classmethod
-    def from_environment(cls) -> DebugConfig:
-        """Raises ConfigError (naming the variable) for a bad value."""
+    def from_settings(cls, settings: Settings | None = None) -> DebugConfig:
+        """Raises ConfigError (naming the variable) for a bad value when reading the environment."""
+        settings = settings or load_settings()
         return cls(
-            dsn=DEBUG_DSN.read(os.environ) or POSTGRES_DSN.read(os.environ),
-            schema=POSTGRES_SCHEMA.read(os.environ) or "otel_rag",
-            token=DEBUG_TOKEN.read(os.environ),
-            trace_viewer_url=TRACE_VIEWER_URL.read(os.environ),
+            dsn=settings.debug_dsn or settings.postgres_dsn,
+            schema=settings.postgres_schema,
+            token=settings.debug_token,
+            trace_viewer_url=settings.trace_viewer_url,
         )
 
 
@@ -47,7 +52,7 @@ class AccessDenied(Exception):
 
 @lru_cache(maxsize=1)
 def _environment_config() -> DebugConfig:
-    return DebugConfig.from_environment()
+    return DebugConfig.from_settings()
 
 
 def config_of(request: Request) -> DebugConfig:
@@ -56,11 +61,15 @@ def config_of(request: Request) -> DebugConfig:
 
 
 def check_access(request: Request, config: DebugConfig) -> None:
-    """Raise AccessDenied unless the request carries the token (or, with no token configured, comes from loopback)."""
+    """Raise AccessDenied unless the request carries the token (or, for `otel-rag serve` on 127.0.0.1 without a
+    token, comes straight from a local client: no proxy headers)."""
     if config.token is None:
+        if not config.loopback_without_token:
+            raise AccessDenied(403, "the debug API needs OTEL_RAG_DEBUG_TOKEN to be set on the server")
         client = request.client.host if request.client else ""
-        if client not in LOOPBACK_HOSTS:
-            raise AccessDenied(403, "the debug API answers only local clients when OTEL_RAG_DEBUG_TOKEN is not set")
+        proxied = "x-forwarded-for" in request.headers or "forwarded" in request.headers
+        if client not in LOOPBACK_HOSTS or proxied:
+            raise AccessDenied(403, "without OTEL_RAG_DEBUG_TOKEN the debug API answers only local, direct clients")
         return
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not presented:

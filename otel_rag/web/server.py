@@ -6,6 +6,7 @@ local clients and nobody else.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 from fastapi import FastAPI
@@ -43,6 +44,9 @@ def serve(host: str, port: int, config: DebugConfig) -> None:
         host = "127.0.0.1"
     elif config.token is None:
         print("otel-rag serve: no OTEL_RAG_DEBUG_TOKEN: local clients only", file=sys.stderr)
+    if config.token is None:
+        config = dataclasses.replace(config, loopback_without_token=True)
     shown = f"[{host}]" if ":" in host else host
     print(f"otel-rag debug page: http://{shown}:{port}/debug/", file=sys.stderr)
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+    # No proxy headers: the loopback rule must see the real socket peer, never an X-Forwarded-For.
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning", proxy_headers=False)
