@@ -9,18 +9,23 @@ The pipeline is a list of plain structlog processors `(logger, method, event_dic
 structlog loggers run it directly; stdlib records (uvicorn, gunicorn, any library) reach it through
 `JsonLogHandler`, which replaces the console handlers those libraries install. Both write whole lines through one
 `_StdoutLogger`, so the two sources never interleave inside a line.
+
+Logging never raises into the application: redaction turns values JSON cannot hold (circular, too deep, objects
+whose `__str__` raises) into placeholders, the renderer repairs what orjson refuses (lone surrogates, huge ints),
+and if anything still fails (a bad `%` format, a broken processor) a short line saying so is written instead.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import logging
 import logging.config
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any, cast
 
 import orjson
@@ -30,7 +35,7 @@ from opentelemetry._logs import Logger as OTelLogger
 from opentelemetry._logs import LoggerProvider, SeverityNumber
 
 from .config import Settings
-from .redaction import Redactor
+from .redaction import Redactor, safe_str
 from .tracing import ENDUSER_ID, FAILED_REQUEST_ATTR, attribute_value, request_user_box
 
 __all__ = ["JsonLogHandler", "adopt_console_handlers", "get_logger", "setup_logging"]
@@ -67,6 +72,56 @@ def get_logger(name: str | None = None, **initial_values: Any) -> Any:
     if name is None:
         name = sys._getframe(1).f_globals.get("__name__", "app")
     return structlog.get_logger().bind(logger=name, **initial_values)
+
+
+def _safe_bound_logger(min_level: int) -> type[Any]:
+    """structlog's filtering bound logger whose log methods never raise: a failure writes a line saying so."""
+    base = structlog.make_filtering_bound_logger(min_level)
+    methods: dict[str, Any] = {}
+    for name, method in vars(base).items():
+        if not callable(method) or name.startswith("_") or method.__name__ in ("_nop", "_anop"):
+            continue
+        if name in ("bind", "unbind", "try_unbind", "new", "is_enabled_for", "get_effective_level"):
+            continue
+        methods[name] = _guard(name, method)
+    return type("SafeBoundLogger", (base,), methods)
+
+
+def _guard(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(method):
+
+        async def guarded_async(self: Any, *args: Any, **kw: Any) -> Any:
+            try:
+                return await method(self, *args, **kw)
+            except Exception as error:
+                write_failure_line(name, args[:1], error)
+                return None
+
+        return guarded_async
+
+    def guarded(self: Any, *args: Any, **kw: Any) -> Any:
+        try:
+            return method(self, *args, **kw)
+        except Exception as error:
+            write_failure_line(name, args[:1], error)
+            return None
+
+    return guarded
+
+
+def write_failure_line(method_name: str, event: Sequence[Any], error: BaseException) -> None:
+    """The last resort when a log call failed: a short JSON line with the event text and why. Never raises."""
+    try:
+        text = safe_str(event[0])[:1000] if event else ""
+        line = {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "level": _LEVELS.get(method_name, method_name),
+            "event": _FAILURE_REDACTOR.scrub_text(text),
+            "otel_rag.log_error": f"this log call failed and was written in short: {type(error).__name__}",
+        }
+        _STDOUT.msg(orjson.dumps(line, default=safe_str))
+    except Exception:  # noqa: S110 - the last resort has no one left to tell
+        pass
 
 
 # -- processors ---------------------------------------------------------------------------------------------
@@ -151,12 +206,18 @@ def format_exception(logger: Any, method_name: str, event_dict: EventDict) -> Ev
     return event_dict
 
 
+# Line keys we fill in ourselves from trusted sources: never scrubbed (user_id is: it came from a request).
+_OWN_KEYS = frozenset(("timestamp", "level", "logger", "service", "trace_id", "span_id"))
+
+
 def make_redactor(redactor: Redactor) -> Processor:
+    """Scrub every value but our own line keys; values JSON cannot hold become text or placeholders."""
+
     def redact(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
         for key, value in event_dict.items():
-            if key in _LINE_KEYS and key != "event":
+            if key in _OWN_KEYS:
                 continue
-            new = redactor.scrub_value(key, value)
+            new = redactor.scrub_value(key, value) if isinstance(key, str) else redactor.scrub(value)
             if new is not value:
                 event_dict[key] = new
         return event_dict
@@ -212,7 +273,25 @@ class OTelBridge:
 
 
 def render_json(logger: Any, method_name: str, event_dict: EventDict) -> bytes:
-    return orjson.dumps(event_dict, default=str, option=orjson.OPT_NON_STR_KEYS)
+    try:
+        return orjson.dumps(event_dict, default=safe_str, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # lone surrogates, ints beyond 64 bits, odd keys: repair and write the line anyway
+        return orjson.dumps(_json_safe(event_dict, 0), default=safe_str)
+
+
+def _json_safe(value: Any, depth: int) -> Any:
+    """What orjson can always write: valid UTF-8 strings, ints within 64 bits, string keys, bounded depth."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if value is None or isinstance(value, (bool, float, int)):
+        return value if not isinstance(value, int) or -(2**63) <= value < 2**64 else str(value)
+    if depth > 64:
+        return "[nested too deep]"
+    if isinstance(value, Mapping):
+        return {_json_safe(safe_str(k), 0): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_json_safe(item, depth + 1) for item in value]
+    return _json_safe(safe_str(value), depth)
 
 
 # -- output -------------------------------------------------------------------------------------------------
@@ -223,18 +302,22 @@ class _StdoutLogger:
 
     def _write(self, line: bytes | str) -> None:
         stream = sys.stdout
-        buffer = getattr(stream, "buffer", None)
-        if buffer is not None:
-            buffer.write((line if isinstance(line, bytes) else line.encode()) + b"\n")
-            buffer.flush()
-        else:
-            stream.write((line.decode() if isinstance(line, bytes) else line) + "\n")
-            stream.flush()
+        try:
+            buffer = getattr(stream, "buffer", None)
+            if buffer is not None:
+                buffer.write((line if isinstance(line, bytes) else line.encode("utf-8", "replace")) + b"\n")
+                buffer.flush()
+            else:
+                stream.write((line.decode("utf-8", "replace") if isinstance(line, bytes) else line) + "\n")
+                stream.flush()
+        except (OSError, ValueError):  # stdout closed or gone (a broken pipe): the line is lost, the app is not
+            pass
 
     msg = log = debug = info = warn = warning = error = critical = exception = fatal = failure = _write
 
 
 _STDOUT = _StdoutLogger()
+_FAILURE_REDACTOR = Redactor()
 
 
 def _stdout_logger_factory(*args: Any) -> _StdoutLogger:
@@ -259,7 +342,7 @@ class JsonLogHandler(logging.Handler):
         try:
             event_dict: EventDict = {
                 "logger": record.name,
-                "event": record.getMessage(),
+                "event": _message(record),
                 _CREATED: record.created,
             }
             for key, value in record.__dict__.items():
@@ -282,8 +365,16 @@ class JsonLogHandler(logging.Handler):
             for processor in self._processors:
                 result = processor(None, method_name, result)
             _STDOUT.msg(result)
-        except Exception:
-            self.handleError(record)
+        except Exception as error:  # never the stdlib's "--- Logging error ---" traceback, never a lost line
+            write_failure_line(record.levelname.lower(), (getattr(record, "msg", ""),), error)
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The record's message; when its `%` arguments do not fit, the template and the arguments as they are."""
+    try:
+        return record.getMessage()
+    except Exception:
+        return f"{safe_str(record.msg)} {safe_str(record.args)}"
 
 
 def _is_replaceable(handler: logging.Handler) -> bool:
@@ -363,7 +454,7 @@ def setup_logging(settings: Settings, provider: LoggerProvider | None) -> None:
     level = logging.getLevelNamesMapping()[settings.log_level.upper()]
     structlog.configure(
         processors=cast(Any, processors),
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+        wrapper_class=_safe_bound_logger(level),
         logger_factory=_stdout_logger_factory,
         cache_logger_on_first_use=True,
     )

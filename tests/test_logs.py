@@ -148,3 +148,120 @@ def test_console_format_is_readable(sdk: Sdk, capsys: pytest.CaptureFixture[str]
     structlog.reset_defaults()
     assert "human.readable" in out and "k=v" in out
     assert not out.startswith("{")
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+    __repr__ = __str__
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    node = root
+    for _ in range(levels):
+        node["next"] = {}
+        node = node["next"]
+    return root
+
+
+def _circular() -> dict[str, Any]:
+    data: dict[str, Any] = {"name": "loop", "items": []}
+    data["self"] = data
+    data["items"].append(data)
+    return data
+
+
+HOSTILE: dict[str, Any] = {
+    "deep": _deep(300),
+    "circular": _circular(),
+    "unprintable": _Unprintable(),
+    "surrogate": "half a pair \udc80 here",
+    "huge_int": 2**80,
+    "odd_keys": {(1, 2): "tuple key", None: "none key", _Unprintable(): "bad key"},
+    "nul": "a\x00b",
+    "bytes": b"\xff\xfe raw",
+    "set": {1, 2},
+    "nan": float("nan"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_values_never_raise_and_the_line_is_written(sdk: Sdk, lines: Any, name: str) -> None:
+    _setup(sdk)
+    get_logger("x").info("hostile", value=HOSTILE[name], marker=name)  # must not raise
+    logging.getLogger("y").warning("stdlib %s", "hostile", extra={"value": HOSTILE[name]})
+    structlog_line, stdlib_line = lines()
+    assert structlog_line["event"] == "hostile" and structlog_line["marker"] == name
+    assert stdlib_line["event"] == "stdlib hostile" and "value" in stdlib_line
+    if name == "deep":
+        assert "[nested too deep]" in json.dumps(structlog_line)
+    if name == "circular":
+        assert "[circular reference]" in json.dumps(structlog_line)
+    if name == "unprintable":
+        assert structlog_line["value"] == "<unprintable _Unprintable>"
+
+
+def test_a_log_call_that_cannot_be_formatted_writes_a_line_instead_of_raising(sdk: Sdk, lines: Any) -> None:
+    from otel_rag.logs import JsonLogHandler
+
+    _setup(sdk)
+    log = get_logger("x")
+    log.info("two placeholders %s %s", "only one")  # noqa: PLE1206 - structlog's %-interpolation fails
+    root = logging.getLogger()
+    others = [handler for handler in root.handlers if not isinstance(handler, JsonLogHandler)]
+    for handler in others:  # pytest's own capture handler would raise on this record before ours runs
+        root.removeHandler(handler)
+    try:
+        logging.getLogger("y").error("%d items", "not a number")  # the stdlib's fails too
+    finally:
+        for handler in others:
+            root.addHandler(handler)
+    log.info(_Unprintable())  # an event that cannot be turned into text
+    first, second, third = lines()
+    assert first["event"] == "two placeholders %s %s" and "otel_rag.log_error" in first
+    assert second["event"].startswith("%d items") and second["level"] == "error"
+    assert third["event"] == "<unprintable _Unprintable>"
+
+
+def test_hostile_log_values_in_a_request_never_become_a_500(sdk: Sdk, lines: Any) -> None:
+    import asyncio
+
+    import httpx
+    from fastapi import FastAPI
+
+    import otel_rag
+
+    _setup(sdk)
+    app = FastAPI()
+
+    @app.get("/hostile")
+    async def hostile() -> dict[str, str]:
+        log = get_logger("app")
+        for name, value in HOSTILE.items():
+            log.info("request.data", field=name, value=value)
+        return {"ok": "yes"}
+
+    otel_rag.instrument_app(app)
+
+    async def call() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            return await client.get("/hostile")
+
+    assert asyncio.run(call()).status_code == 200
+    assert len([line for line in lines() if line["event"] == "request.data"]) == len(HOSTILE)
+
+
+def test_user_ids_get_the_same_pii_treatment_in_logs_and_spans(sdk: Sdk, lines: Any) -> None:
+    email = r"[\w.+-]+@[\w-]+\.[\w.]+"
+    _setup(sdk, OTEL_RAG_REDACT_PATTERNS=email)
+    from otel_rag.redaction import Redactor, redact_span
+
+    with trace_span("op"):
+        set_user("bob@example.com")
+        get_logger("x").info("signed.in")
+    (line,) = lines()
+    assert line["user_id"] == "[REDACTED]"
+    span = redact_span(sdk.finished()[-1], Redactor(extra_patterns=[__import__("re").compile(email)]))
+    assert span.attributes["enduser.id"] == "[REDACTED]"
