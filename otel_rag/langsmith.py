@@ -16,9 +16,11 @@ fallback), so each trace becomes the tree a LangSmith user expects:
 - content follows OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: prompts and completions are sent only when
   they were recorded on the span; attributes are redacted before anything leaves.
 - sampling (`OTEL_RAG_LANGSMITH_SAMPLE_RATIO`) is decided from the trace id, so a trace is mirrored whole or not.
-- nothing here blocks the application: runs of a trace are assembled when its root span ends and handed to a
-  bounded queue that one daemon thread sends; when LangSmith is slow or down the queue drops the oldest traces,
-  and failures and drops are counted (`otel_rag.langsmith.*` metrics).
+- nothing here blocks the application or does I/O on its threads: span hooks only note parent links; when a
+  trace's root span ends, its spans go to a bounded queue, and one daemon thread (with instrumentation suppressed,
+  so its HTTP calls make no spans) builds the runs, sends them and resolves the project link. When LangSmith is
+  slow or down the queue drops the oldest traces; traces in flight are bounded by count and age. Failures and drops
+  are counted (`otel_rag.langsmith.*` metrics).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
-import os
 import threading
 import time
 import uuid
@@ -37,11 +38,11 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import Span
 
 from . import metrics
-from .config import LANGSMITH_API_KEY, LANGSMITH_ENDPOINT, LANGSMITH_PROJECT, LANGSMITH_SAMPLE_RATIO, MIRROR_LANGSMITH
+from .config import Settings
 from .redaction import Redactor
-from .tracing import request_user_box
+from .tracing import request_user_box, without_instrumentation
 
-__all__ = ["LangSmithMirror", "langsmith_url", "mirror_from_environment", "run_id"]
+__all__ = ["LangSmithMirror", "langsmith_url", "mirror_from_settings", "run_id"]
 
 _logger = logging.getLogger("otel_rag.langsmith")
 _RUN_TYPES = {
@@ -57,6 +58,9 @@ _RUN_TYPES = {
     "embeddings": "embedding",
 }
 _MAX_QUEUED_TRACES = 1000
+_MAX_OPEN_TRACES = 10_000  # traces whose root has not ended yet
+_MAX_TRACE_AGE_S = 600.0  # a trace still open after this long is given up (its root will never end here)
+_LINK_RETRY_S = 30.0
 _active: LangSmithMirror | None = None
 
 
@@ -82,11 +86,12 @@ def _mirrored(attributes: Any) -> bool:
 class _Trace:
     """What we know of one trace in flight: parent links of all its spans, and its finished mirrored spans."""
 
-    __slots__ = ("parents", "spans")
+    __slots__ = ("parents", "spans", "started")
 
     def __init__(self) -> None:
         self.parents: dict[int, int | None] = {}
         self.spans: list[ReadableSpan] = []
+        self.started = time.monotonic()
 
 
 class LangSmithMirror(SpanProcessor):
@@ -103,14 +108,18 @@ class LangSmithMirror(SpanProcessor):
         self.sample_ratio = sample_ratio
         self.redactor = redactor or Redactor()
         self.capture_content = capture_content
-        self._traces: dict[int, _Trace] = {}
+        self._traces: dict[int, _Trace] = {}  # oldest first (insertion order), bounded by count and age
         self._lock = threading.Lock()
-        self._queue: collections.deque[list[dict[str, Any]]] = collections.deque()
+        self._queue: collections.deque[tuple[_Trace, ReadableSpan]] = collections.deque()
         self._wake = threading.Condition()
         self._stopping = False
         self._sending = False
         self._url_prefix: str | None = None
-        self._thread = threading.Thread(target=self._send_loop, name="otel-rag-langsmith", daemon=True)
+        self._next_link_attempt = 0.0
+        run_id(1)  # import LangSmith's id mapping now, not on the first request
+        self._thread = threading.Thread(
+            target=without_instrumentation(self._send_loop), name="otel-rag-langsmith", daemon=True
+        )
         self._thread.start()
 
     # -- which traces --------------------------------------------------------------------------------------------
@@ -126,20 +135,45 @@ class LangSmithMirror(SpanProcessor):
         parent = getattr(span, "parent", None)
         local_parent = parent.span_id if parent is not None and not parent.is_remote else None
         with self._lock:
-            self._traces.setdefault(context.trace_id, _Trace()).parents[context.span_id] = local_parent
+            trace = self._traces.get(context.trace_id)
+            if trace is None:
+                trace = self._traces[context.trace_id] = self._new_trace()
+            trace.parents[context.span_id] = local_parent
         attributes = getattr(span, "attributes", None) or {}
         if "rag.stage" in attributes:
             self._link_root(context.trace_id)
 
+    def _new_trace(self) -> _Trace:
+        """Room for one more trace in flight: the oldest go when there are too many or they are too old."""
+        now = time.monotonic()
+        given_up = 0
+        while self._traces:
+            oldest = next(iter(self._traces.values()))
+            if len(self._traces) < _MAX_OPEN_TRACES and now - oldest.started < _MAX_TRACE_AGE_S:
+                break
+            del self._traces[next(iter(self._traces))]
+            given_up += 1
+        if given_up:
+            metrics.langsmith_dropped.add(given_up, {"reason": "open_traces"})
+        return _Trace()
+
     def _link_root(self, trace_id: int) -> None:
-        """Put `langsmith.url` on the request's root span while it is still open."""
+        """Put `langsmith.url` on the request's root span while it is still open (when the link is known)."""
         box = request_user_box.get()
         root = box.root_span if box is not None else None
         if root is None or not root.is_recording() or root.get_span_context().trace_id != trace_id:
             return
-        url = langsmith_url(format(trace_id, "032x"), root_span_id=root.get_span_context().span_id)
+        url = self.url_for(root.get_span_context().span_id)
         if url:
             root.set_attribute("langsmith.url", url)
+
+    def url_for(self, root_span_id: int) -> str | None:
+        """The run URL of a root span, once the sender thread has resolved the project link; never does I/O."""
+        prefix = self._url_prefix
+        if prefix is None:
+            return None
+        root = run_id(root_span_id)
+        return f"{prefix}{root}?trace_id={root}"
 
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context
@@ -155,9 +189,8 @@ class LangSmithMirror(SpanProcessor):
             if not is_root:
                 return
             del self._traces[context.trace_id]
-        runs = self._runs(trace, span)
-        if runs:
-            self._enqueue(runs)
+        if any(_mirrored(finished.attributes or {}) for finished in trace.spans):
+            self._enqueue(trace, span)  # the runs are built on the sender thread
 
     # -- spans to runs -------------------------------------------------------------------------------------------
 
@@ -191,6 +224,7 @@ class LangSmithMirror(SpanProcessor):
     def _run(self, span: ReadableSpan, trace_root: int, parent: int | None, dotted_order: str) -> dict[str, Any]:
         plain: dict[str, Any] = dict(span.attributes or {})
         attributes: dict[str, Any] = self.redactor.scrub_mapping(plain) or plain
+        scrub = self.redactor.scrub_text
         stage = attributes.get("rag.stage") or attributes.get("gen_ai.operation.name")
         inputs: dict[str, Any] = {}
         outputs: dict[str, Any] = {}
@@ -220,7 +254,7 @@ class LangSmithMirror(SpanProcessor):
             "id": str(run_id(span.context.span_id)),
             "trace_id": str(run_id(trace_root)),
             "dotted_order": dotted_order,
-            "name": span.name,
+            "name": scrub(span.name),
             "run_type": _RUN_TYPES.get(str(stage), "chain") if stage else "chain",
             "start_time": _iso(span.start_time or 0),
             "end_time": _iso(span.end_time or span.start_time or 0),
@@ -232,32 +266,50 @@ class LangSmithMirror(SpanProcessor):
         if parent is not None:
             run["parent_run_id"] = str(run_id(parent))
         if span.status.status_code.name == "ERROR":
-            run["error"] = span.status.description or "error"
+            run["error"] = scrub(span.status.description or "error")
         return run
 
     # -- sending -------------------------------------------------------------------------------------------------
 
-    def _enqueue(self, runs: list[dict[str, Any]]) -> None:
+    def _enqueue(self, trace: _Trace, root: ReadableSpan) -> None:
         with self._wake:
             if len(self._queue) >= _MAX_QUEUED_TRACES:
-                dropped = self._queue.popleft()
-                metrics.langsmith_dropped.add(len(dropped))
-            self._queue.append(runs)
+                self._queue.popleft()
+                metrics.langsmith_dropped.add(1, {"reason": "queue_full"})
+            self._queue.append((trace, root))
             self._wake.notify()
 
     def _send_loop(self) -> None:
         while True:
+            self._resolve_link()
             with self._wake:
                 while not self._queue and not self._stopping:
                     self._wake.wait(1.0)
+                    if self._url_prefix is None and time.monotonic() >= self._next_link_attempt:
+                        break
                 if not self._queue and self._stopping:
                     return
-                batch = [run for _ in range(min(len(self._queue), 50)) for run in self._queue.popleft()]
-                self._sending = True
+                taken = [self._queue.popleft() for _ in range(min(len(self._queue), 50))]
+                self._sending = bool(taken)
             try:
-                self._send(batch)
+                runs = [run for trace, root in taken for run in self._runs(trace, root)]
+                if runs:
+                    self._send(runs)
+            except Exception:  # a run that cannot be built must not stop the mirror
+                _logger.exception("building LangSmith runs failed")
             finally:
                 self._sending = False
+
+    def _resolve_link(self) -> None:
+        """Look up the project's URL prefix (tenant and project id), on this thread, retried while it fails."""
+        if self._url_prefix is not None or time.monotonic() < self._next_link_attempt:
+            return
+        self._next_link_attempt = time.monotonic() + _LINK_RETRY_S
+        try:
+            project = self.client.read_project(project_name=self.project)
+            self._url_prefix = f"{self.client._host_url}/o/{project.tenant_id}/projects/p/{project.id}/r/"
+        except Exception as error:
+            _logger.debug("LangSmith project link not resolved yet: %s", error)
 
     def _send(self, runs: list[dict[str, Any]]) -> None:
         from langsmith import utils as ls_utils
@@ -290,54 +342,34 @@ class LangSmithMirror(SpanProcessor):
             self._wake.notify()
         self._thread.join(5)
 
-    # -- links ---------------------------------------------------------------------------------------------------
-
-    def resolve_url_prefix(self) -> str | None:
-        """`<host>/o/<tenant>/projects/p/<project id>/r/`, looked up once (None while LangSmith is unreachable)."""
-        if self._url_prefix is None:
-            try:
-                project = self.client.read_project(project_name=self.project)
-                tenant = project.tenant_id
-                self._url_prefix = f"{self.client._host_url}/o/{tenant}/projects/p/{project.id}/r/"
-            except Exception as error:
-                _logger.debug("LangSmith project link not resolved yet: %s", error)
-                return None
-        return self._url_prefix
-
 
 def langsmith_url(trace_id: str, root_span_id: int | None = None) -> str | None:
-    """The LangSmith URL of a mirrored trace's root run, or None when not mirrored (or not resolvable yet).
+    """The LangSmith URL of a mirrored trace's root run, or None when not mirrored (or the link is not known yet).
 
-    With `root_span_id` (16 hex known to the caller as an int), the URL points at that run; without it, at the
-    trace, found through the store's root span when the caller has it. Sampled-out traces have no URL.
+    `root_span_id` is the root span's id (as an int). Sampled-out traces have no URL. Never does I/O: the project
+    link is resolved by the mirror's own thread.
     """
     mirror = _active
-    if mirror is None or not mirror.sampled(int(trace_id, 16)):
+    if mirror is None or root_span_id is None or not mirror.sampled(int(trace_id, 16)):
         return None
-    prefix = mirror.resolve_url_prefix()
-    if prefix is None or root_span_id is None:
-        return None
-    root = run_id(root_span_id)
-    return f"{prefix}{root}?trace_id={root}"
+    return mirror.url_for(root_span_id)
 
 
-def mirror_from_environment(redactor: Redactor) -> LangSmithMirror | None:
+def mirror_from_settings(settings: Settings, redactor: Redactor) -> LangSmithMirror | None:
     """The mirror when LANGSMITH_API_KEY is set (or OTEL_RAG_LANGSMITH=true), else None."""
     global _active
-    enabled = MIRROR_LANGSMITH.read(os.environ)
-    api_key = LANGSMITH_API_KEY.read(os.environ)
-    if enabled is False or (enabled is None and not api_key):
+    if not settings.langsmith_enabled:
         return None
     from langsmith import Client
 
     from .rag import capture_mode
 
-    client = Client(api_url=LANGSMITH_ENDPOINT.read(os.environ), api_key=api_key, auto_batch_tracing=False)
+    client = Client(api_url=settings.langsmith_endpoint, api_key=settings.langsmith_api_key, auto_batch_tracing=False)
     _active = LangSmithMirror(
         client,
-        project=str(LANGSMITH_PROJECT.read(os.environ)),
-        sample_ratio=float(LANGSMITH_SAMPLE_RATIO.read(os.environ) or 1.0),
+        project=settings.langsmith_project,
+        sample_ratio=settings.langsmith_sample_ratio,
         redactor=redactor,
-        capture_content=capture_mode()[0],
+        capture_content=capture_mode(settings)[0],
     )
     return _active

@@ -133,7 +133,10 @@ langsmith_failed = _meter.create_counter(
     "otel_rag.langsmith.failed", unit="{run}", description="Runs LangSmith did not accept (down, refusing)."
 )
 langsmith_dropped = _meter.create_counter(
-    "otel_rag.langsmith.dropped", unit="{run}", description="Runs dropped because the mirror's queue was full."
+    "otel_rag.langsmith.dropped",
+    unit="{trace}",
+    description="Traces not mirrored, by reason: queue_full (LangSmith too slow or down), open_traces (too many or "
+    "too old traces still in flight).",
 )
 
 
@@ -150,4 +153,5 @@ def start_health_counters(*, sink: bool, langsmith: bool) -> None:
         sink_retried.add(0)
     if langsmith:
         langsmith_failed.add(0)
-        langsmith_dropped.add(0)
+        for reason in ("queue_full", "open_traces"):
+            langsmith_dropped.add(0, {"reason": reason})

@@ -4,7 +4,8 @@
 timed, nested under whatever is current, and an exception marks it as an error, is recorded and re-raised.
 `set_user` attaches a user id to the current request so that every log line and every span after it carry it.
 `propagate_context_to_threads` makes ThreadPoolExecutor (and so `loop.run_in_executor`) run work in a copy of
-the caller's context, which the standard library does not do on its own.
+the caller's context, which the standard library does not do on its own. `without_instrumentation` is for our own
+background threads: their I/O (Postgres, LangSmith) must never become spans of the app.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ParamSpec, TypeVar, cast
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.context import _SUPPRESS_HTTP_INSTRUMENTATION_KEY, _SUPPRESS_INSTRUMENTATION_KEY, Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -36,12 +38,14 @@ __all__ = [
     "request_user_box",
     "set_user",
     "trace_span",
+    "without_instrumentation",
 ]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 ENDUSER_ID = "enduser.id"
+MAX_USER_ID = 128  # characters kept of a user id, from a header or from code
 # A proxy until the SDK is configured, then the real tracer: safe to create at import time.
 _tracer = trace.get_tracer("otel_rag")
 
@@ -92,8 +96,10 @@ def set_user(user_id: str | None) -> None:
     """Attach a user id to the current request (or, outside a request, to the current context).
 
     Every log line after this carries `user_id`; the request's server span and every span started after
-    this carry `enduser.id`.
+    this carry `enduser.id`. Ids longer than 128 characters are cut.
     """
+    if user_id is not None:
+        user_id = str(user_id)[:MAX_USER_ID]
     box = request_user_box.get()
     if box is None or box.root_span is None:
         # Outside a request: a box of this context's own, so a task or thread never changes its parent's user.
@@ -194,7 +200,6 @@ class trace_span:  # lower case: used like a function, `with trace_span("x")` / 
     def __init__(self, name: str | None = None, /, **attributes: Any) -> None:
         self._name = name
         self._attributes = {key: attribute_value(value) for key, value in attributes.items()}
-        self._stack: list[Any] = []
 
     @contextmanager
     def _span(self, name: str) -> Iterator[Span]:
@@ -211,15 +216,71 @@ class trace_span:  # lower case: used like a function, `with trace_span("x")` / 
         if self._name is None:
             raise TypeError("trace_span needs a name when used as a context manager")
         manager = self._span(self._name)
-        self._stack.append(manager)
-        return manager.__enter__()
+        span = manager.__enter__()
+        push_in_context(self, manager)
+        return span
 
     def __exit__(self, *exc_info: Any) -> bool | None:
-        return cast(bool | None, self._stack.pop().__exit__(*exc_info))
+        manager = pop_in_context(self)
+        return cast(bool | None, manager.__exit__(*exc_info)) if manager is not None else None
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         name = self._name or func.__qualname__
         return decorate(func, lambda: self._span(name))
+
+
+# -- per-use state of reusable context managers -------------------------------------------------------------
+
+# (owner, state) pairs of the `with` blocks open in this context. One `trace_span(...)` or RAG stage object may be
+# entered by several tasks or threads at once; each keeps its own state here, never on the shared object.
+_open_blocks: contextvars.ContextVar[tuple[tuple[object, Any], ...]] = contextvars.ContextVar(
+    "otel_rag_open_blocks", default=()
+)
+
+
+def push_in_context(owner: object, state: Any) -> None:
+    _open_blocks.set((*_open_blocks.get(), (owner, state)))
+
+
+def pop_in_context(owner: object) -> Any:
+    """The state `owner` pushed last in this context (removed), or None."""
+    blocks = _open_blocks.get()
+    for index in range(len(blocks) - 1, -1, -1):
+        if blocks[index][0] is owner:
+            _open_blocks.set(blocks[:index] + blocks[index + 1 :])
+            return blocks[index][1]
+    return None
+
+
+def peek_in_context(owner: object) -> Any:
+    """The state `owner` pushed last in this context, or None."""
+    for block_owner, state in reversed(_open_blocks.get()):
+        if block_owner is owner:
+            return state
+    return None
+
+
+# -- our own threads ------------------------------------------------------------------------------------------
+
+_SUPPRESS_KEYS = (_SUPPRESS_INSTRUMENTATION_KEY, _SUPPRESS_HTTP_INSTRUMENTATION_KEY, "suppress_instrumentation")
+
+
+def without_instrumentation(target: Callable[..., R]) -> Callable[..., R]:
+    """Wrap a thread's target so that everything it does runs with instrumentation suppressed: the calls our
+    background threads make (psycopg, requests, httpx, urllib3) never become spans or metrics of the app."""
+
+    @functools.wraps(target)
+    def run(*args: Any, **kwargs: Any) -> R:
+        context = otel_context.get_current()
+        for key in _SUPPRESS_KEYS:
+            context = otel_context.set_value(key, True, context)
+        token = otel_context.attach(context)
+        try:
+            return target(*args, **kwargs)
+        finally:
+            otel_context.detach(token)
+
+    return run
 
 
 # -- context into thread pools ------------------------------------------------------------------------------

@@ -170,6 +170,9 @@ def test_langsmith_url_is_known_at_once(stub: LangSmithStub) -> None:
     provider, mirror = _setup(stub.url)
     module._active = mirror
     try:
+        deadline = time.monotonic() + 10
+        while mirror.url_for(1) is None and time.monotonic() < deadline:  # the sender thread resolves the link
+            time.sleep(0.02)
         root = _request(provider)
         url = root.attributes["langsmith.url"]
         root_run = run_id(root.get_span_context().span_id)
