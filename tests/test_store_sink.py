@@ -165,7 +165,7 @@ def test_a_poison_record_is_isolated_and_the_rest_written(store: Database) -> No
         "'{}', '{}', NULL, NULL, NULL FROM otel_rag.spans",
     )
     poison = (
-        "2026-01-01T00:00:00+00:00",
+        time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
         "not-a-uuid",
         None,
         None,

@@ -1,14 +1,14 @@
 """The `postgres` exporters: `OTEL_LOGS_EXPORTER=postgres` and `OTEL_TRACES_EXPORTER=postgres`.
 
 Both honour the SDK's exporter contracts (`export`, `force_flush`, `shutdown`) and share one `PostgresWriter`
-per process, configured from the OTEL_RAG_POSTGRES_* and OTEL_RAG_SPOOL_* variables. `export()` only queues: the
+per process, configured from the settings the configurator passes (OTEL_RAG_POSTGRES_*, OTEL_RAG_SPOOL_*; read
+from the environment only when an exporter is built without them). `export()` only queues: the
 configurator pairs these exporters with the direct processors below, so records go straight from the emitting
 thread into the writer's queue, without the SDK's batch queue in between (a second buffer, which drops when full).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,16 +54,23 @@ def _spool_subdir(settings: Settings) -> str:
     return f"{safe}.{settings.postgres_schema}"
 
 
-def _writer(writer: PostgresWriter | None) -> PostgresWriter:
+def _writer(writer: PostgresWriter | None, settings: Settings | None, redactor: Redactor | None) -> PostgresWriter:
     if writer is not None:
         return writer
-    settings = load_settings(os.environ)
-    return shared_writer(writer_options(settings), Redactor(settings.redact_keys, settings.redact_patterns))
+    settings = settings or load_settings()
+    redactor = redactor or Redactor(settings.redact_keys, settings.redact_patterns)
+    return shared_writer(writer_options(settings), redactor)
 
 
 class PostgresLogExporter(LogRecordExporter):
-    def __init__(self, writer: PostgresWriter | None = None, **_: Any) -> None:
-        self.writer = _writer(writer)
+    def __init__(
+        self,
+        writer: PostgresWriter | None = None,
+        settings: Settings | None = None,
+        redactor: Redactor | None = None,
+        **_: Any,
+    ) -> None:
+        self.writer = _writer(writer, settings, redactor)
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         self.writer.submit("log", batch)
@@ -77,8 +84,14 @@ class PostgresLogExporter(LogRecordExporter):
 
 
 class PostgresSpanExporter(SpanExporter):
-    def __init__(self, writer: PostgresWriter | None = None, **_: Any) -> None:
-        self.writer = _writer(writer)
+    def __init__(
+        self,
+        writer: PostgresWriter | None = None,
+        settings: Settings | None = None,
+        redactor: Redactor | None = None,
+        **_: Any,
+    ) -> None:
+        self.writer = _writer(writer, settings, redactor)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         self.writer.submit("span", spans)

@@ -5,7 +5,9 @@ segment files named by creation time (`<ns>-<seq>.seg`), so they sort oldest fir
 is a sequence of frames: 4-byte big-endian length, 4-byte CRC-32 of the payload, payload (JSON `[kind, row]`).
 A frame that is cut short (crash while writing) or fails its checksum ends the readable part of that segment; the
 frames before it are kept. A process that starts adopts the segments of owners whose lock is free (they died), so
-a restart replays what the previous run spooled.
+a restart replays what the previous run spooled. The spool is private to the service's user: folders 0700, files
+0600 (spooled records may hold what the app logged). A frame that passes its checksum but does not decode is
+skipped and counted, never allowed to stop the replay.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import orjson
 
@@ -44,10 +46,10 @@ class Spool:
         self.root = directory
         self.max_bytes = max_bytes
         self.fsync = fsync
-        self.root.mkdir(parents=True, exist_ok=True)
+        _private_dir(self.root)
         self.dir = self.root / (owner or f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        self.dir.mkdir(exist_ok=True)
-        self._lock_file = (self.dir / "lock").open("a+b")
+        _private_dir(self.dir)
+        self._lock_file = _open_private(self.dir / "lock", "a+b")
         fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._lock = threading.Lock()
         self._current: BinaryIO | None = None
@@ -116,7 +118,7 @@ class Spool:
         if self._current is None:
             self._sequence += 1
             self._current_path = self.dir / f"{time.time_ns():020d}-{self._sequence:06d}.seg"
-            self._current = self._current_path.open("ab")
+            self._current = _open_private(self._current_path, "ab")
         return self._current
 
     def _sync(self, stream: BinaryIO) -> None:
@@ -155,9 +157,10 @@ class Spool:
 
     def quarantine(self, items: Iterable[Item], reason: str) -> None:
         """Keep records that Postgres refuses (poison) for a person to look at, outside the replay path."""
-        with self._lock, (self.dir / "poison.jsonl").open("ab") as poison:
+        with self._lock, _open_private(self.dir / "poison.jsonl", "ab") as poison:
             for item in items:
-                poison.write(orjson.dumps({"reason": reason, "kind": item[0], "row": item[1]}) + b"\n")
+                record = {"reason": reason, "kind": item[0], "row": item[1]}
+                poison.write(orjson.dumps(record, default=str) + b"\n")
 
     def release_after_fork(self) -> None:
         """In a forked child: drop the inherited lock descriptor without unlocking (the parent still holds it)."""
@@ -174,6 +177,19 @@ class Spool:
                 shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _private_dir(path: Path) -> None:
+    """Create the folder (and parents) readable by this user only; tighten one we created earlier."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+
+
+def _open_private(path: Path, mode: str) -> BinaryIO:
+    """Open for appending, creating the file 0600 (never readable by others, not even for a moment)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT if mode == "ab" else os.O_RDWR | os.O_APPEND | os.O_CREAT
+    return cast(BinaryIO, os.fdopen(os.open(path, flags, 0o600), mode))
+
+
 def read_segment(path: Path) -> Segment:
     data = path.read_bytes()
     items: list[Item] = []
@@ -184,9 +200,15 @@ def read_segment(path: Path) -> Segment:
         if len(payload) < length or zlib.crc32(payload) != crc:
             corrupted += 1
             break
-        kind, row = orjson.loads(payload)
-        items.append((kind, tuple(row)))
         offset += _HEADER.size + length
+        try:
+            kind, row = orjson.loads(payload)
+            if kind not in ("log", "span") or not isinstance(row, list):
+                raise ValueError(kind)
+        except (ValueError, TypeError):  # intact but not ours to read: skip this frame, keep the rest
+            corrupted += 1
+            continue
+        items.append((kind, tuple(row)))
     if offset < len(data) and corrupted == 0:
         corrupted = 1  # a header cut short
     return Segment(path, items, corrupted)

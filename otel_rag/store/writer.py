@@ -7,10 +7,18 @@ retried, and if the retry meets rows already there it goes through a staging tab
 so nothing is stored twice.
 
 When Postgres is down or slow the thread retries with capped exponential backoff; the queue keeps accepting, and
-once it passes its high-water mark the oldest records move to the local spool (spool.py), which is replayed, oldest
-first, before anything newer once Postgres answers again, also after a restart. Records are dropped only when the
-spool is full, and then they are counted and reported once. A row Postgres rejects for its content is isolated by
-splitting the batch and kept in the spool's poison file, so it never blocks the rest.
+once it passes its high-water mark the writer thread moves the oldest records to the local spool (spool.py), which
+is replayed, oldest first, before anything newer once Postgres answers again, also after a restart. The exporters'
+side never does I/O: past OTEL_RAG_POSTGRES_QUEUE_SIZE records are refused, counted and reported (the writer
+spills long before that unless the disk cannot keep up). Records are otherwise dropped only when the spool is full,
+and then they are counted and reported once.
+
+Bad records never wedge the sink: a record Postgres refuses for its content is isolated by splitting the batch, a
+record that cannot be turned into a row at all, or whose time lies outside the partition window around today
+(a millisecond timestamp given as nanoseconds, a clock years off), is set aside alone; all go to the spool's
+poison file for a person to look at, and the rest of the batch, later batches and spool replays all land.
+Shutdown is idempotent and safe from several threads (the log and span providers shut down in parallel). The
+thread runs with instrumentation suppressed, so its own psycopg calls never become spans of the app.
 """
 
 from __future__ import annotations
@@ -33,7 +41,9 @@ import psycopg
 from psycopg import sql
 
 from .. import metrics
-from ..redaction import Redactor, redact_span
+from ..config import hide_passwords
+from ..redaction import Redactor, redact_log_record, redact_span, safe_str
+from ..tracing import without_instrumentation
 from .migrate import ensure_partitions
 from .rows import LOG_COLUMNS, SPAN_COLUMNS, Limits, log_row, span_row
 from .spool import Item, Spool
@@ -79,8 +89,29 @@ _CONTENT_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
 _DROP_REASONS = {
     "spool_full": "the spool at {dir} reached OTEL_RAG_SPOOL_MAX_BYTES={limit}",
     "spool_corrupted": "a spool segment in {dir} failed its checksum",
-    "poison": "Postgres refused their content; they are kept in {dir}/poison.jsonl",
+    "poison": "they could not be stored as they are; they are kept in {poison}",
+    "queue_full": "more arrived than OTEL_RAG_POSTGRES_QUEUE_SIZE={queue} while the writer was behind",
+    "shutdown": "they arrived after the sink had shut down",
 }
+# Partitions are created for days in this window around today (UTC); a record outside it is set aside.
+PARTITION_PAST_DAYS = 30
+PARTITION_FUTURE_DAYS = 1
+_ORPHAN_CHECK_S = 60.0  # how often an idle writer looks for spool segments left by a process that died
+
+
+class _Unconvertible:
+    """A record that could not be turned into a row (its conversion raised): quarantined, never retried."""
+
+    __slots__ = ("description", "reason")
+
+    def __init__(self, record: Any, error: BaseException, redactor: Redactor | None) -> None:
+        self.reason = f"cannot convert to a row: {type(error).__name__}: {safe_str(error)[:200]}"
+        try:
+            description = record.to_json(indent=None)  # the SDK's own JSON form of spans and log records
+        except Exception:
+            description = f"{type(record).__name__} named {safe_str(getattr(record, 'name', None))}"
+        description = safe_str(description)[:10_000]
+        self.description = redactor.scrub_text(description) if redactor is not None else description
 
 
 @dataclass(frozen=True)
@@ -112,10 +143,15 @@ class PostgresWriter:
         self._spool: Spool | None = None
         self._backoff = 0.0
         self._warned_drop = False
+        self._pending_warnings: list[str] = []  # written by the writer thread, never by the exporters' callers
         self._last_problem = ""
+        self._next_orphan_check = 0.0
+        self._shutdown_lock = threading.Lock()
+        self._closed = False
         self.stats = collections.Counter[str]()
         self._thread = self._start_thread()
         _WRITERS.add(self)
+        _register_gauges_once()
         if hasattr(os, "register_at_fork"):
             weak_after_fork = weakref.WeakMethod(self._after_fork)
 
@@ -129,18 +165,25 @@ class PostgresWriter:
     # -- the exporters' side: never blocks on I/O ---------------------------------------------------------------
 
     def submit(self, kind: str, records: Sequence[Any]) -> None:
-        overflow: list[tuple[str, Any]] = []
+        """Queue records for the writer thread: O(1), no I/O, never blocks on the database or the disk."""
         with self._condition:
-            room = self.options.queue_size - len(self._queue)
-            accepted = records if room >= len(records) else records[: max(room, 0)]
-            self._queue.extend((kind, record) for record in accepted)
-            if len(accepted) < len(records):
-                overflow = [(kind, record) for record in records[len(accepted) :]]
-            if len(self._queue) >= self.options.batch_size:
-                self._condition.notify()
-            self.stats["queued"] += len(records)
-        if overflow:  # the writer cannot keep up even with the spool: spill directly, still losing nothing
-            self._spill(overflow)
+            if self._closed:
+                refused, reason = len(records), "shutdown"
+            else:
+                was_idle = not self._queue
+                room = self.options.queue_size - len(self._queue)
+                accepted = records if room >= len(records) else records[: max(room, 0)]
+                self._queue.extend((kind, record) for record in accepted)
+                refused, reason = len(records) - len(accepted), "queue_full"
+                if was_idle or len(self._queue) >= self.options.batch_size or len(self._queue) > self._high_water:
+                    self._condition.notify()
+                self.stats["queued"] += len(accepted)
+        if refused:
+            self._dropped(refused, reason)
+
+    @property
+    def _high_water(self) -> int:
+        return self.options.queue_size // 2
 
     def force_flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted before this call is in Postgres (or in the spool)."""
@@ -157,26 +200,38 @@ class PostgresWriter:
         return True
 
     def shutdown(self) -> None:
-        """Write what is buffered within the shutdown timeout; spool whatever Postgres could not take."""
-        if self._stopping:
-            return
-        deadline = time.monotonic() + self.options.shutdown_timeout
-        flushed = self.force_flush(self.options.shutdown_timeout)
-        with self._condition:
-            self._stopping = True
-            self._condition.notify()
-        self._thread.join(max(0.5, deadline - time.monotonic()))
-        leftovers = self._drain_queue()
-        if leftovers or not flushed:
-            self._spill(leftovers)
-        if self._spool is not None:
-            self._spool.close()
-        self._close_connection()
+        """Write what is buffered within the shutdown timeout; spool whatever Postgres could not take.
+
+        Idempotent and safe from several threads: a second caller waits for the first to finish.
+        """
+        with self._shutdown_lock:
+            if self._closed:
+                return
+            deadline = time.monotonic() + self.options.shutdown_timeout
+            flushed = self.force_flush(self.options.shutdown_timeout)
+            with self._condition:
+                self._stopping = True
+                self._condition.notify_all()
+            self._thread.join(max(0.5, deadline - time.monotonic()))
+            if self._thread.is_alive():  # stuck in a COPY past the deadline: cancel it, its batch gets spooled
+                self._cancel_query()
+                self._thread.join(5.0)
+            with self._condition:
+                self._closed = True
+            leftovers = self._drain_queue()
+            if leftovers or not flushed:
+                self._spill(leftovers)
+            self._write_pending_warnings()
+            if self._spool is not None:
+                self._spool.close()
+            self._close_connection()
 
     # -- the writer thread ---------------------------------------------------------------------------------------
 
     def _start_thread(self) -> threading.Thread:
-        thread = threading.Thread(target=self._run, name="otel-rag-postgres-writer", daemon=True)
+        thread = threading.Thread(
+            target=without_instrumentation(self._run), name="otel-rag-postgres-writer", daemon=True
+        )
         thread.start()
         return thread
 
@@ -192,15 +247,24 @@ class PostgresWriter:
             self._spool.release_after_fork()
         self._spool = None
         self._flush_requested = self._flushed = 0
+        self._shutdown_lock = threading.Lock()
+        self._closed = self._stopping = False
         self._thread = self._start_thread()
 
     def _run(self) -> None:
         while True:
             with self._condition:
-                if not self._stopping and len(self._queue) < self.options.batch_size and not self._flush_pending():
-                    self._condition.wait(self.options.flush_interval)
-                if self._stopping:
-                    return
+                while True:
+                    if self._stopping:
+                        return
+                    if self._flush_pending() or len(self._queue) >= self.options.batch_size:
+                        break
+                    timeout = self._wait_time()
+                    if timeout is None:  # idle: sleep until records arrive, a flush is asked for, or stop
+                        self._condition.wait()
+                        continue
+                    self._condition.wait(timeout)
+                    break
                 ticket = self._flush_requested
             try:
                 self._cycle()
@@ -209,19 +273,29 @@ class PostgresWriter:
                 time.sleep(1.0)
             if ticket > self._flushed and self._backoff > 0:
                 self._spill(self._drain_queue())  # Postgres is away: a flush means "durable", so spool it all
+            self._write_pending_warnings()
             with self._condition:
                 if ticket > self._flushed and not self._queue:
                     self._flushed = ticket
                     self._condition.notify_all()
+
+    def _wait_time(self) -> float | None:
+        """How long the thread may sleep before it has work: None when nothing at all is waiting."""
+        if self._queue:
+            return self.options.flush_interval
+        if self._backoff > 0 or (self._spool is not None and self._spool.has_data()):
+            return max(self._backoff, self.options.flush_interval)
+        if time.monotonic() >= self._next_orphan_check:
+            return self.options.flush_interval
+        return None
 
     def _flush_pending(self) -> bool:
         return self._flush_requested > self._flushed
 
     def _cycle(self) -> None:
         """One pass: replay the spool (oldest first), then write queued batches while Postgres takes them."""
-        if self._backoff > 0:  # wait, unless asked to flush or stop (then try once more right away)
-            with self._condition:
-                self._condition.wait_for(lambda: self._stopping or self._flush_pending(), timeout=self._backoff)
+        if self._backoff > 0:
+            self._wait_for_retry()
         if not self._replay_spool():
             self._relieve_memory()
             return
@@ -233,6 +307,21 @@ class PostgresWriter:
                 self._spill(batch)  # keep order: these are older than anything still queued
                 self._relieve_memory()
                 return
+            self._relieve_memory()  # Postgres slower than the app: memory stays bounded, the spool takes the rest
+
+    def _wait_for_retry(self) -> None:
+        """Wait out the backoff, unless asked to flush or stop; meanwhile keep the queue under its high water."""
+        deadline = time.monotonic() + self._backoff
+        while True:
+            with self._condition:
+                self._condition.wait_for(
+                    lambda: self._stopping or self._flush_pending() or len(self._queue) > self._high_water,
+                    timeout=max(0.0, deadline - time.monotonic()),
+                )
+                over = len(self._queue) > self._high_water and not (self._stopping or self._flush_pending())
+            if not over or time.monotonic() >= deadline:
+                return
+            self._relieve_memory()
 
     def _take(self, count: int) -> list[tuple[str, Any]]:
         with self._condition:
@@ -245,21 +334,26 @@ class PostgresWriter:
         return items
 
     def _relieve_memory(self) -> None:
-        """While Postgres is away, keep the queue under half its size by moving the oldest records to disk."""
+        """Keep the queue under half its size by moving the oldest records to disk (Postgres away or behind)."""
         high_water = self.options.queue_size // 2
         while len(self._queue) > high_water:
             self._spill(self._take(min(self.options.batch_size, len(self._queue) - high_water)))
 
-    def _row(self, kind: str, value: Any) -> tuple[Any, ...]:
-        """The table row of a queued item: an OTel record is converted; a row (from the spool) is itself."""
-        if isinstance(value, tuple):
+    def _row(self, kind: str, value: Any) -> Any:
+        """The table row of a queued item: an OTel record is redacted and converted; a row (from the spool) is
+        itself. A record whose conversion fails becomes an _Unconvertible, quarantined after the batch."""
+        if isinstance(value, (tuple, _Unconvertible)):
             return value
-        if kind == "log":
-            return log_row(value, self.options.limits)
-        span = redact_span(value, self.redactor) if self.redactor is not None else value
-        return span_row(span, self.options.limits)
+        try:
+            if kind == "log":
+                record = redact_log_record(value, self.redactor) if self.redactor is not None else value
+                return log_row(record, self.options.limits)
+            span = redact_span(value, self.redactor) if self.redactor is not None else value
+            return span_row(span, self.options.limits)
+        except Exception as error:
+            return _Unconvertible(value, error, self.redactor)
 
-    def _to_rows(self, batch: Iterable[tuple[str, Any]]) -> list[Item]:
+    def _to_rows(self, batch: Iterable[tuple[str, Any]]) -> list[tuple[str, Any]]:
         return [(kind, self._row(kind, value)) for kind, value in batch]
 
     # -- spool -----------------------------------------------------------------------------------------------------
@@ -271,15 +365,17 @@ class PostgresWriter:
 
     def _spill(self, batch: list[tuple[str, Any]]) -> None:
         if batch:
-            self._spill_items(self._to_rows(batch))
+            rows = self._to_rows(batch)
+            self._quarantine([item for item in rows if isinstance(item[1], _Unconvertible)])
+            self._spill_items([item for item in rows if not isinstance(item[1], _Unconvertible)])
 
     def _spill_items(self, items: list[Item]) -> None:
         if not items:
             return
         try:
             written, refused = self.spool().append(items)
-        except OSError:
-            _logger.exception("cannot write to the spool at %s", self.options.spool_dir)
+        except (OSError, ValueError) as error:  # a full or read-only disk, a spool already closed
+            self._warn_once(f"cannot write to the spool at {self.options.spool_dir}: {error}")
             written, refused = 0, len(items)
         self.stats["spooled"] += written
         metrics.sink_spooled.add(written)
@@ -287,20 +383,67 @@ class PostgresWriter:
             self._dropped(refused, "spool_full")
 
     def _dropped(self, count: int, reason: str) -> None:
+        """Count records that will not reach Postgres; the first time, say why (from the writer thread)."""
         self.stats["dropped"] += count
         metrics.sink_dropped.add(count, {"reason": reason})
         if not self._warned_drop:
             self._warned_drop = True
-            why = _DROP_REASONS[reason].format(dir=self.options.spool_dir, limit=self.options.spool_max_bytes)
-            _logger.warning(
-                "otel-rag dropped %d records: %s; further drops are counted in otel_rag.sink.dropped", count, why
+            why = _DROP_REASONS[reason].format(
+                dir=self.options.spool_dir,
+                limit=self.options.spool_max_bytes,
+                queue=self.options.queue_size,
+                poison=self._poison_path(),
             )
+            self._warn_once(
+                f"otel-rag dropped {count} records: {why}; further drops are counted in otel_rag.sink.dropped"
+            )
+
+    def _poison_path(self) -> str:
+        return (
+            str(self._spool.dir / "poison.jsonl")
+            if self._spool is not None
+            else f"{self.options.spool_dir}/*/poison.jsonl"
+        )
+
+    def _warn_once(self, message: str) -> None:
+        """Queue a warning for the writer thread to log (logging writes to stdout: not on the caller's thread)."""
+        self._pending_warnings.append(message)
+        with self._condition:
+            self._condition.notify()
+
+    def _write_pending_warnings(self) -> None:
+        while self._pending_warnings:
+            _logger.warning(self._pending_warnings.pop(0))
+
+    def _quarantine(self, items: list[tuple[str, Any]], reason: str | None = None) -> None:
+        """Set records aside in the spool's poison file, each alone, with the reason; they are counted as dropped."""
+        if not items:
+            return
+        by_reason: dict[str, list[tuple[str, Any]]] = {}
+        for kind, value in items:
+            row = value if isinstance(value, (tuple, _Unconvertible)) else self._row(kind, value)
+            why = row.reason if isinstance(row, _Unconvertible) else reason or "refused"
+            stored = {"unconvertible": row.description} if isinstance(row, _Unconvertible) else row
+            by_reason.setdefault(why, []).append((kind, stored))
+        try:
+            for why, group in by_reason.items():
+                self.spool().quarantine(group, why)
+        except (OSError, ValueError) as error:
+            self._warn_once(f"cannot write the poison file in {self.options.spool_dir}: {error}")
+        self._dropped(len(items), "poison")
 
     def _replay_spool(self) -> bool:
         """Write spooled segments, oldest first; False while Postgres is unavailable."""
-        if self._spool is None and not any(self.options.spool_dir.glob("*/*.seg")):
-            return True
+        if self._spool is None:
+            if time.monotonic() < self._next_orphan_check:
+                return True
+            self._next_orphan_check = time.monotonic() + _ORPHAN_CHECK_S
+            if not any(self.options.spool_dir.glob("*/*.seg")):  # left by an earlier run of this service?
+                return True
         spool = self.spool()
+        if not spool.has_data() and time.monotonic() >= self._next_orphan_check:
+            self._next_orphan_check = time.monotonic() + _ORPHAN_CHECK_S
+            spool.adopt_orphans()
         while spool.has_data():
             segment = spool.oldest()
             if segment is None:
@@ -329,18 +472,27 @@ class PostgresWriter:
                 self._connection.close()
             self._connection = None
 
+    def _cancel_query(self) -> None:
+        """Ask the server to cancel what the writer thread is waiting for (from the shutting-down thread)."""
+        connection = self._connection
+        if connection is not None and not connection.closed:
+            with contextlib.suppress(psycopg.Error, OSError):
+                connection.cancel_safe(timeout=2.0)
+
     def _write_items(self, items: list[tuple[str, Any]]) -> bool:
-        """COPY the items; True when they are stored (or isolated as poison), False when Postgres is away.
+        """COPY the items; True when they are stored (or set aside as poison), False when Postgres is away.
 
         Records are converted to rows while the COPY streams, so the server indexes one part of the batch while
-        this thread converts the next; converted rows replace the records in `items`, ready for a retry.
+        this thread converts the next; converted rows replace the records in `items`, ready for a retry. Records
+        outside the partition window, and records that cannot be converted, are taken out and quarantined.
         """
+        days = self._days_in_window(items)
         if not items:
             return True
         started = time.perf_counter()
         try:
             connection = self._connect()
-            self._ensure_partitions(connection, items)
+            self._ensure_partitions(connection, days)
             try:
                 self._copy(connection, items, staged=False)
             except psycopg.errors.UniqueViolation:
@@ -353,35 +505,59 @@ class PostgresWriter:
             self._unavailable(error)
             return False
         self._backoff = 0.0
-        self._record_success(items, time.perf_counter() - started)
+        unconvertible = [item for item in items if isinstance(item[1], _Unconvertible)]
+        self._quarantine(unconvertible)
+        self._record_success(items, time.perf_counter() - started, stored=len(items) - len(unconvertible))
         return True
+
+    def _days_in_window(self, items: list[tuple[str, Any]]) -> set[dt.date]:
+        """The UTC days of the items; items outside the partition window are taken out and quarantined."""
+        today = dt.datetime.now(dt.UTC).date()
+        first, last = today - dt.timedelta(days=PARTITION_PAST_DAYS), today + dt.timedelta(days=PARTITION_FUTURE_DAYS)
+        days: set[dt.date] = set()
+        outside: list[tuple[str, Any]] = []
+        kept: list[tuple[str, Any]] = []
+        for item in items:
+            day = _day(item[1])
+            if day is None or not first <= day <= last:
+                outside.append(item)
+            else:
+                if day not in days:
+                    days.add(day)
+                kept.append(item)
+        if outside:
+            items[:] = kept
+            self._quarantine(outside, f"its time is outside the partition window ({first} to {last}, UTC)")
+        return days
 
     def _unavailable(self, error: psycopg.Error) -> None:
         self._close_connection()
         self._backoff = min(max(self._backoff * 2, 0.25), 10.0) * random.uniform(0.8, 1.2)  # noqa: S311
         self.stats["retried"] += 1
         metrics.sink_retried.add(1)
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if isinstance(error, _CONNECTION_ERRORS):
-            _logger.debug("postgres unavailable (%s); retrying in %.2fs", reason, self._backoff)
-        elif reason != self._last_problem:  # misconfiguration: say it once per distinct problem, keep retrying
-            _logger.error("postgres sink cannot write (%s): records are kept and retried", reason)
-        self._last_problem = reason
+        text = hide_passwords(" ".join(str(error).split())) or type(error).__name__
+        # An outage (refused, timed out, dropped, starting up) is retried quietly. A server that answers no (wrong
+        # password, no such database or role, no privilege) is a problem a person must fix: said once, loudly.
+        if isinstance(error, _CONNECTION_ERRORS) and not _refused_by_server(error, text):
+            _logger.debug("postgres unavailable (%s); retrying in %.2fs", text, self._backoff)
+        elif text != self._last_problem:
+            _logger.error("postgres sink cannot write (%s): records are kept in the spool and retried", text)
+        self._last_problem = text
 
-    def _record_success(self, items: list[tuple[str, Any]], seconds: float) -> None:
-        logs = sum(1 for kind, _ in items if kind == "log")
-        self.stats["exported"] += len(items)
+    def _record_success(self, items: list[tuple[str, Any]], seconds: float, stored: int) -> None:
+        logs = sum(1 for kind, value in items if kind == "log" and not isinstance(value, _Unconvertible))
+        self.stats["exported"] += stored
         metrics.sink_batch_duration.record(seconds)
         if logs:
             metrics.sink_exported.add(logs, {"signal": "logs"})
-        if len(items) - logs:
-            metrics.sink_exported.add(len(items) - logs, {"signal": "traces"})
+        if stored - logs:
+            metrics.sink_exported.add(stored - logs, {"signal": "traces"})
 
-    def _ensure_partitions(self, connection: psycopg.Connection[Any], items: list[tuple[str, Any]]) -> None:
-        days = {_day(value) for _, value in items} - self._partitions
-        if days:
-            ensure_partitions(connection, self.options.schema, min(days), max(days))
-            self._partitions |= set(_days_between(min(days), max(days)))
+    def _ensure_partitions(self, connection: psycopg.Connection[Any], days: set[dt.date]) -> None:
+        missing = days - self._partitions
+        if missing:
+            ensure_partitions(connection, self.options.schema, min(missing), max(missing))
+            self._partitions |= set(_days_between(min(missing), max(missing)))
 
     def _copy(self, connection: psycopg.Connection[Any], items: list[tuple[str, Any]], staged: bool) -> None:
         schema = sql.Identifier(self.options.schema)
@@ -409,7 +585,8 @@ class PostgresWriter:
                     for index in positions:
                         row = self._row(kind, items[index][1])
                         items[index] = (kind, row)
-                        copy.write_row(row)
+                        if not isinstance(row, _Unconvertible):
+                            copy.write_row(row)
                 if staged:
                     cursor.execute(
                         sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
@@ -420,10 +597,9 @@ class PostgresWriter:
     def _isolate_poison(self, items: list[tuple[str, Any]], error: psycopg.Error) -> None:
         """Split the batch until the rows Postgres refuses are alone; write the others, quarantine those."""
         if len(items) == 1:
-            reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
-            self.spool().quarantine(self._to_rows(items), reason)
-            self._dropped(1, "poison")
-            _logger.warning("a record was refused by Postgres and quarantined: %s", str(error).splitlines()[0])
+            first_line = (str(error).splitlines() or [""])[0][:200]
+            self._quarantine(items, f"{type(error).__name__}: {first_line}")
+            self._warn_once(f"a record was refused by Postgres and quarantined in {self._poison_path()}: {first_line}")
             return
         middle = len(items) // 2
         for half in (items[:middle], items[middle:]):
@@ -431,13 +607,31 @@ class PostgresWriter:
                 self._spill(half)
 
 
-def _day(value: Any) -> dt.date:
-    """The UTC day (partition) of a queued record or row."""
-    if isinstance(value, tuple):
-        return dt.date.fromisoformat(value[0][:10])
-    log = getattr(value, "log_record", None)
-    nanoseconds = (log.timestamp or log.observed_timestamp) if log is not None else value.start_time
-    return dt.datetime.fromtimestamp((nanoseconds or 0) / 1e9, dt.UTC).date()
+_TRANSIENT_FATAL = ("starting up", "shutting down", "too many connections", "in recovery", "remaining connection")
+
+
+def _refused_by_server(error: psycopg.Error, text: str) -> bool:
+    """Whether the server itself turned the connection down for a reason that will not pass by waiting.
+
+    psycopg gives connection failures no SQLSTATE; the server's FATAL message is the one sign (libpq's text).
+    """
+    if getattr(error, "sqlstate", None) is not None:
+        return True
+    return "FATAL:" in text and not any(phrase in text for phrase in _TRANSIENT_FATAL)
+
+
+def _day(value: Any) -> dt.date | None:
+    """The UTC day (partition) of a queued record or row; None when it has no usable time."""
+    try:
+        if isinstance(value, tuple):
+            return dt.date.fromisoformat(str(value[0])[:10])
+        if isinstance(value, _Unconvertible):
+            return None
+        log = getattr(value, "log_record", None)
+        nanoseconds = (log.timestamp or log.observed_timestamp) if log is not None else value.start_time
+        return dt.datetime.fromtimestamp(int(nanoseconds or 0) / 1e9, dt.UTC).date()
+    except (ValueError, OverflowError, OSError, TypeError, AttributeError, IndexError):
+        return None
 
 
 def _days_between(first: dt.date, last: dt.date) -> list[dt.date]:
@@ -471,4 +665,14 @@ def spooled_bytes() -> int:
     return sum(writer._spool.size for writer in list(_WRITERS) if writer._spool is not None)
 
 
-metrics.register_sink_gauges(queued_records, spooled_bytes)
+_gauges_registered = False
+_gauges_lock = threading.Lock()
+
+
+def _register_gauges_once() -> None:
+    """The sink's gauges exist only in processes that have a sink (registered with the first writer)."""
+    global _gauges_registered
+    with _gauges_lock:
+        if not _gauges_registered:
+            _gauges_registered = True
+            metrics.register_sink_gauges(queued_records, spooled_bytes)
