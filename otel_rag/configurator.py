@@ -1,11 +1,13 @@
 """Builds the OTel SDK the otel-rag way: `configure()` for code, `OtelRagConfigurator` for the launcher.
 
-Both do the same thing once per process: validate the environment (see config.py), build the tracer, meter and
-logger providers from the standard OTEL_* variables (through the SDK's own initialisation, so exporters,
-samplers, propagators and resource detectors keep their spec meaning), and add ours: `enduser.id` on spans,
-redaction in front of every span exporter, JSON logs bridged into the LoggerProvider, and context carried into
-thread pools. Forked workers (gunicorn) are handled by the SDK itself: each child re-creates its export threads
-and gets its own `service.instance.id`.
+Both do the same thing once per process: install JSON logging with redaction first (so nothing is ever logged in
+clear), validate the environment (see config.py) and what the exporters need, build the tracer, meter and logger
+providers from the standard OTEL_* variables (through the SDK's own initialisation, so exporters, samplers,
+propagators and resource detectors keep their spec meaning), and add ours: `enduser.id` on spans, redaction in
+front of every exporter, JSON logs bridged into the LoggerProvider, and context carried into thread pools. Any
+failure stops start-up (see _startup.py). Modules that read OTEL_PROPAGATORS when imported are imported only after
+it has been validated. Forked workers (gunicorn) are handled by the SDK itself: each child re-creates its export
+threads and gets its own `service.instance.id`.
 """
 
 from __future__ import annotations
@@ -21,37 +23,35 @@ from collections.abc import Iterator
 from typing import Any
 
 from opentelemetry import _logs, metrics, trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk._configuration import _initialize_components, _OTelSDKConfigurator
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
-from opentelemetry.sdk.trace import SpanProcessor
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.util._importlib_metadata import entry_points
 
-from .config import LOGS_EXPORTER, METRICS_EXPORTER, SDK_DEFAULTS, TRACES_EXPORTER, ConfigError, Settings
-from .config import load_settings as _load_settings
-from .langsmith import mirror_from_environment
-from .local_prometheus import metric_exporters_for_sdk, take_warnings
-from .logs import setup_logging
-from .metrics import start_health_counters
-from .otlp import FastOTLPSpanExporter
-from .rag import GenAIChildSpans
-from .redaction import RedactingSpanExporter, Redactor
-from .store.exporters import PostgresLogExporter, PostgresLogProcessor, PostgresSpanExporter, PostgresSpanProcessor
-from .tracing import UserSpanProcessor, propagate_context_to_threads
+from .config import (
+    LOGS_EXPORTER,
+    METRICS_EXPORTER,
+    SDK_DEFAULTS,
+    SPOOL_DIR,
+    TRACES_EXPORTER,
+    ConfigError,
+    Settings,
+    StartupError,
+    install_settings,
+    load_settings,
+)
 
-__all__ = ["OtelRagConfigurator", "configure", "is_configured"]
+__all__ = ["OtelRagConfigurator", "configure", "is_configured", "preflight", "prepare_launcher"]
 
 _logger = logging.getLogger("otel_rag")
 _lock = threading.Lock()
 _configured = False
+_launcher_settings: Settings | None = None  # what the distro validated, for the configurator that runs next
 
-_OTLP_ALIASES = {"otlp": "otlp_proto_http", "otlp_proto_http": "otlp_proto_http", "otlp_proto_grpc": None}
 _EXPORTER_GROUPS = {
-    TRACES_EXPORTER.env: "opentelemetry_traces_exporter",
-    METRICS_EXPORTER.env: "opentelemetry_metrics_exporter",
-    LOGS_EXPORTER.env: "opentelemetry_logs_exporter",
+    TRACES_EXPORTER.env: ("traces", "opentelemetry_traces_exporter"),
+    METRICS_EXPORTER.env: ("metrics", "opentelemetry_metrics_exporter"),
+    LOGS_EXPORTER.env: ("logs", "opentelemetry_logs_exporter"),
 }
+_OTLP_ENTRY_POINTS = {"http/protobuf": "otlp_proto_http", "grpc": "otlp_proto_grpc"}
 
 
 def apply_sdk_defaults() -> None:
@@ -60,22 +60,54 @@ def apply_sdk_defaults() -> None:
         os.environ.setdefault(name, value)
 
 
-def check_exporters(settings: Settings) -> None:
-    """Fail early, naming the variable, when an exporter cannot work: no such entry point, or no DSN for postgres."""
+def install_safe_logging() -> None:
+    """JSON lines with the built-in redaction, before anything that can fail: nothing is ever logged in clear."""
+    from .logs import setup_logging
+
+    setup_logging(Settings(), provider=None)
+
+
+def preflight(settings: Settings) -> None:
+    """Fail early, naming the variable, when an exporter cannot work: no such entry point, no transport for the
+    chosen OTLP protocol, no DSN for postgres, a spool folder that cannot be created or written."""
     selected = {
         TRACES_EXPORTER.env: settings.traces_exporter,
         METRICS_EXPORTER.env: settings.metrics_exporter,
         LOGS_EXPORTER.env: settings.logs_exporter,
     }
     for variable, names in selected.items():
-        available = {ep.name for ep in entry_points(group=_EXPORTER_GROUPS[variable])}
+        signal_name, group = _EXPORTER_GROUPS[variable]
+        available = {ep.name for ep in entry_points(group=group)}
         for name in names:
-            if name == "none" or name in available or (name == "otlp" and "otlp_proto_http" in available):
+            if name == "otlp":
+                protocol = settings.otlp_protocols[signal_name]
+                if _OTLP_ENTRY_POINTS[protocol] not in available:
+                    package = "opentelemetry-exporter-otlp-proto-" + ("grpc" if protocol == "grpc" else "http")
+                    raise ConfigError(
+                        "OTEL_EXPORTER_OTLP_PROTOCOL", protocol, f"a protocol whose exporter is installed ({package})"
+                    )
+                continue
+            if name == "none" or name in available:
                 continue
             accepted = ", ".join(sorted({"none", "otlp", *available}))
             raise ConfigError(variable, ",".join(names), f"a comma-separated list of {accepted}")
         if "postgres" in names and not settings.postgres_dsn:
             raise ConfigError("OTEL_RAG_POSTGRES_DSN", "", f"a postgresql:// URL ({variable} includes postgres)")
+    if "postgres" in settings.traces_exporter + settings.logs_exporter:
+        _prepare_spool_dir(settings.spool_dir)
+
+
+def _prepare_spool_dir(path: str) -> None:
+    """The spool folder exists, is ours alone (0700 when we create it) and takes files."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        probe = os.path.join(path, f".probe-{os.getpid()}")
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as error:
+        raise ConfigError(
+            SPOOL_DIR.env, path, f"a directory this process can create and write to ({error.strerror or error})"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -96,71 +128,126 @@ def is_configured() -> bool:
     return _configured
 
 
+def prepare_launcher() -> None:
+    """The distro's part under `opentelemetry-instrument`: safe logging, validation, our HTTP instrumentation."""
+    global _launcher_settings
+    from opentelemetry.instrumentation.environment_variables import OTEL_PYTHON_CONFIGURATOR
+
+    install_safe_logging()
+    apply_sdk_defaults()
+    os.environ.setdefault(OTEL_PYTHON_CONFIGURATOR, "otel_rag")
+    settings = load_settings()
+    install_settings(settings)
+    if not settings.sdk_disabled:
+        preflight(settings)
+        from .fastapi import instrument_starlette
+
+        instrument_starlette()
+    _launcher_settings = settings
+
+
 def configure(**sdk_kwargs: Any) -> Settings | None:
     """Configure OpenTelemetry and logging for this process from the environment.
 
     Idempotent: a second call logs a warning and changes nothing. With OTEL_SDK_DISABLED=true no SDK is
-    built, but logs are still written as JSON lines. Raises ConfigError for a bad variable.
+    built, but logs are still written as JSON lines.
+
+    Raises:
+        ConfigError: a variable holds a value that cannot work; the message names it and what it accepts.
+        StartupError: telemetry could not be built for another reason; the message says what failed.
     """
     global _configured
     with _lock:
         if _configured:
             _logger.warning("otel_rag.configure() was called again; the first configuration stays in effect")
             return None
+        install_safe_logging()
         apply_sdk_defaults()
-        settings = _load_settings()
-        if settings.sdk_disabled:
-            setup_logging(settings, provider=None)
-            _configured = True
-            return settings
-        check_exporters(settings)
-        metric_exporters, metric_warnings = metric_exporters_for_sdk(
-            settings.metrics_exporter, sys.orig_argv, os.environ
-        )
-        redactor = Redactor(settings.redact_keys, settings.redact_patterns)
+        settings = _launcher_settings or load_settings()
+        install_settings(settings)
+        try:
+            _build(settings, sdk_kwargs)
+        except (ConfigError, StartupError):
+            raise
+        except Exception as error:
+            from ._startup import scrub_message
 
-        def export_span_processor(span_exporter: SpanExporter, *args: Any, **kwargs: Any) -> SpanProcessor:
-            if isinstance(span_exporter, PostgresSpanExporter):
-                # The sink queues without I/O and redacts in its own thread: no second buffer that could drop.
-                span_exporter.writer.redactor = redactor
-                return PostgresSpanProcessor(span_exporter)
-            if type(span_exporter) is OTLPSpanExporter:
-                # Same exporter, same settings; only the protobuf encoder differs (see otlp.py).
-                span_exporter.__class__ = FastOTLPSpanExporter
-            return BatchSpanProcessor(RedactingSpanExporter(span_exporter, redactor))
-
-        def export_log_processor(exporter: LogRecordExporter, *args: Any, **kwargs: Any) -> Any:
-            if isinstance(exporter, PostgresLogExporter):
-                return PostgresLogProcessor(exporter)
-            return BatchLogRecordProcessor(exporter)
-
-        span_processors: list[SpanProcessor] = [UserSpanProcessor(), GenAIChildSpans()]
-        mirror = mirror_from_environment(redactor)
-        if mirror is not None:
-            span_processors.append(mirror)
-        # The SDK reads the exporters from the environment; this process's choice must not leak into the
-        # workers it starts (they decide for themselves), so the variable is put back afterwards.
-        with _environment(METRICS_EXPORTER.env, ",".join(metric_exporters)):
-            _initialize_components(
-                setup_logging_handler=False,
-                span_processors=span_processors,
-                export_span_processor=export_span_processor,
-                export_log_record_processor=export_log_processor,
-                **sdk_kwargs,
-            )
-        start_health_counters(
-            sink="postgres" in settings.traces_exporter + settings.logs_exporter, langsmith=mirror is not None
-        )
-        # Bridge log lines into OTel only when some log exporter will receive them: it costs ~20 us a line.
-        exporting_logs = any(name != "none" for name in settings.logs_exporter)
-        bridge = _logs.get_logger_provider() if exporting_logs else None
-        setup_logging(settings, provider=bridge)
-        for warning in metric_warnings + take_warnings():
-            _logger.warning(warning)
-        propagate_context_to_threads(settings.thread_context)
-        _flush_on_sigterm(settings.shutdown_timeout_ms / 1000)
+            raise StartupError(f"{type(error).__name__}: {scrub_message(str(error))}") from None
         _configured = True
         return settings
+
+
+def _build(settings: Settings, sdk_kwargs: dict[str, Any]) -> None:
+    from .logs import setup_logging
+
+    if settings.sdk_disabled:
+        setup_logging(settings, provider=None)
+        return
+    preflight(settings)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk._configuration import _initialize_components
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+    from opentelemetry.sdk.trace import SpanProcessor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+    from .langsmith import mirror_from_settings
+    from .local_prometheus import metric_exporters_for_sdk, take_warnings
+    from .metrics import start_health_counters
+    from .otlp import FastOTLPSpanExporter
+    from .pricing import reload_prices
+    from .rag import GenAIChildSpans
+    from .redaction import RedactingLogExporter, RedactingSpanExporter, Redactor, scrub_resource
+    from .store.exporters import PostgresLogExporter, PostgresLogProcessor, PostgresSpanExporter, PostgresSpanProcessor
+    from .tracing import UserSpanProcessor, propagate_context_to_threads
+
+    reload_prices(settings)
+    metric_exporters, metric_warnings = metric_exporters_for_sdk(settings.metrics_exporter, sys.orig_argv, os.environ)
+    redactor = Redactor(settings.redact_keys, settings.redact_patterns)
+
+    def export_span_processor(span_exporter: SpanExporter, *args: Any, **kwargs: Any) -> SpanProcessor:
+        if isinstance(span_exporter, PostgresSpanExporter):
+            # The sink queues without I/O and redacts in its own thread: no second buffer that could drop.
+            return PostgresSpanProcessor(span_exporter)
+        if type(span_exporter) is OTLPSpanExporter:
+            # Same exporter, same settings; only the protobuf encoder differs (see otlp.py).
+            span_exporter.__class__ = FastOTLPSpanExporter
+        return BatchSpanProcessor(RedactingSpanExporter(span_exporter, redactor))
+
+    def export_log_processor(exporter: LogRecordExporter, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(exporter, PostgresLogExporter):
+            return PostgresLogProcessor(exporter)
+        return BatchLogRecordProcessor(RedactingLogExporter(exporter, redactor))
+
+    span_processors: list[SpanProcessor] = [UserSpanProcessor(), GenAIChildSpans()]
+    mirror = mirror_from_settings(settings, redactor)
+    if mirror is not None:
+        span_processors.append(mirror)
+    sink_args = {"settings": settings, "redactor": redactor}
+    exporter_args_map: dict[Any, Any] = {PostgresSpanExporter: sink_args, PostgresLogExporter: sink_args}
+    exporter_args_map.update(sdk_kwargs.pop("exporter_args_map", None) or {})
+    # The SDK reads the exporters from the environment; this process's choice must not leak into the
+    # workers it starts (they decide for themselves), so the variable is put back afterwards.
+    with _environment(METRICS_EXPORTER.env, ",".join(metric_exporters)):
+        _initialize_components(
+            setup_logging_handler=False,
+            span_processors=span_processors,
+            export_span_processor=export_span_processor,
+            export_log_record_processor=export_log_processor,
+            exporter_args_map=exporter_args_map,
+            **sdk_kwargs,
+        )
+    scrub_resource(trace.get_tracer_provider(), redactor)
+    start_health_counters(
+        sink="postgres" in settings.traces_exporter + settings.logs_exporter, langsmith=mirror is not None
+    )
+    # Bridge log lines into OTel only when some log exporter will receive them: it costs ~20 us a line.
+    exporting_logs = any(name != "none" for name in settings.logs_exporter)
+    bridge = _logs.get_logger_provider() if exporting_logs else None
+    setup_logging(settings, provider=bridge)
+    for warning in metric_warnings + take_warnings():
+        _logger.warning(warning)
+    propagate_context_to_threads(settings.thread_context)
+    _flush_on_sigterm(settings.shutdown_timeout_ms / 1000)
 
 
 def shutdown_telemetry(timeout: float) -> bool:
@@ -214,4 +301,7 @@ class OtelRagConfigurator(_OTelSDKConfigurator):
     """The `opentelemetry_configurator` entry point `otel_rag`, run by `opentelemetry-instrument`."""
 
     def _configure(self, **kwargs: Any) -> None:
-        configure(**kwargs)
+        from ._startup import exit_on_failure
+
+        with exit_on_failure():
+            configure(**kwargs)
