@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
+import random
 import threading
 import time
 import uuid
@@ -98,12 +99,18 @@ class LangSmithMirror(SpanProcessor):
     def __init__(
         self,
         client: Any,
+        *,
         project: str = "default",
         sample_ratio: float = 1.0,
         redactor: Redactor | None = None,
         capture_content: bool = False,
+        ingest_errors: list[Exception] | None = None,
     ) -> None:
         self.client = client
+        # Filled by the LangSmith client's tracing_error_callback (see mirror_from_settings).
+        self.ingest_errors: list[Exception] = ingest_errors if ingest_errors is not None else []
+        self._last_failure = ""
+        self._flushing = 0
         self.project = project
         self.sample_ratio = sample_ratio
         self.redactor = redactor or Redactor()
@@ -280,25 +287,38 @@ class LangSmithMirror(SpanProcessor):
             self._wake.notify()
 
     def _send_loop(self) -> None:
+        failures = 0
         while True:
             self._resolve_link()
             with self._wake:
                 while not self._queue and not self._stopping:
-                    self._wake.wait(1.0)
-                    if self._url_prefix is None and time.monotonic() >= self._next_link_attempt:
+                    link_due = None if self._url_prefix is not None else self._next_link_attempt - time.monotonic()
+                    if link_due is not None and link_due <= 0:
                         break
+                    self._wake.wait(link_due)  # idle: until a trace arrives, a stop, or the next link attempt
                 if not self._queue and self._stopping:
                     return
                 taken = [self._queue.popleft() for _ in range(min(len(self._queue), 50))]
                 self._sending = bool(taken)
+            sent = True
             try:
                 runs = [run for trace, root in taken for run in self._runs(trace, root)]
                 if runs:
-                    self._send(runs)
+                    sent = self._send(runs)
             except Exception:  # a run that cannot be built must not stop the mirror
                 _logger.exception("building LangSmith runs failed")
             finally:
                 self._sending = False
+            failures = 0 if sent else failures + 1
+            if failures:
+                self._back_off(failures)
+
+    def _back_off(self, failures: int) -> None:
+        """After a failed send, wait (1 s doubling to 60 s) before the next: a dead LangSmith costs no CPU. Traces
+        keep queueing meanwhile (the oldest dropped past the bound); a flush or a stop cuts the wait short."""
+        delay = min(2.0 ** (failures - 1), 60.0) * random.uniform(0.8, 1.2)  # noqa: S311
+        with self._wake:
+            self._wake.wait_for(lambda: self._stopping or self._flushing > 0, timeout=delay)
 
     def _resolve_link(self) -> None:
         """Look up the project's URL prefix (tenant and project id), on this thread, retried while it fails."""
@@ -311,29 +331,45 @@ class LangSmithMirror(SpanProcessor):
         except Exception as error:
             _logger.debug("LangSmith project link not resolved yet: %s", error)
 
-    def _send(self, runs: list[dict[str, Any]]) -> None:
+    def _send(self, runs: list[dict[str, Any]]) -> bool:
+        """Hand runs to LangSmith; True when it took them. The SDK reports failures through its error callback
+        (it does not raise for most of them), which fills `ingest_errors`."""
         from langsmith import utils as ls_utils
 
+        self.ingest_errors.clear()
         try:
             try:
                 self.client.multipart_ingest(create=runs)
             except ls_utils.LangSmithNotFoundError:
                 self.client.batch_ingest_runs(create=runs)
-            metrics.langsmith_mirrored.add(len(runs))
+            if self.ingest_errors:
+                raise self.ingest_errors[0]
         except Exception as error:  # LangSmith down or refusing: count it, never disturb the application
             metrics.langsmith_failed.add(len(runs))
-            _logger.warning("mirroring %d runs to LangSmith failed: %s", len(runs), error)
+            text = " ".join(str(error).split())[:300]
+            if text != self._last_failure:
+                self._last_failure = text
+                _logger.warning("mirroring %d runs to LangSmith failed (retrying with backoff): %s", len(runs), text)
+            return False
+        metrics.langsmith_mirrored.add(len(runs))
+        self._last_failure = ""
+        return True
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Wait until the queued traces have been handed to LangSmith (sent, or counted as failed)."""
         deadline = time.monotonic() + timeout_millis / 1000
         with self._wake:
-            self._wake.notify()
-        while self._queue or self._sending:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
-        return True
+            self._flushing += 1
+            self._wake.notify_all()
+        try:
+            while self._queue or self._sending:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.02)
+            return True
+        finally:
+            with self._wake:
+                self._flushing -= 1
 
     def shutdown(self) -> None:
         self.force_flush(5_000)
