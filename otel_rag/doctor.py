@@ -81,8 +81,12 @@ def check_postgres(settings: Settings) -> CheckResult:
         with psycopg.connect(settings.postgres_dsn, connect_timeout=int(_TIMEOUT_S)) as connection:
             row = connection.execute("select current_setting('server_version'), current_user").fetchone()
     except psycopg.Error as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return CheckResult("postgres", "fail", f"cannot connect: {first_line}")
+        from .store import problems
+
+        if problems.refused_credentials(error):
+            why = f"the store refused the configured role ({problems.describe(error)})"
+            return CheckResult("postgres", "fail", f"{why}: check the user and password of OTEL_RAG_POSTGRES_DSN")
+        return CheckResult("postgres", "fail", f"cannot connect: {problems.describe(error)}")
     version, user = row if row else ("?", "?")
     return CheckResult("postgres", "ok", f"PostgreSQL {version}, connected as {user}")
 

@@ -184,3 +184,24 @@ def test_otel_rag_serve_without_a_store_says_which_variable() -> None:
     result = subprocess.run([str(BIN / "otel-rag"), "serve"], env=base_env(), capture_output=True, text=True)
     assert result.returncode == 2
     assert "OTEL_RAG_DEBUG_DSN" in result.stderr
+
+
+def test_a_store_that_refuses_the_role_says_so(seeded: Seeded) -> None:
+    wrong = seeded.store.server.dsn(user="rag_reader", password="not-the-password", dbname=seeded.store.name)
+    response = TestClient(create_app(DebugConfig(dsn=wrong, token=TOKEN))).get("/debug/api/errors", headers=AUTH)
+    assert response.status_code == 503
+    assert "refused the configured role" in response.json()["error"]
+    assert "not-the-password" not in response.text
+
+
+def test_doctor_says_the_store_refused_the_role(seeded: Seeded) -> None:
+    wrong = seeded.store.server.dsn(user="rag_reader", password="not-the-password", dbname=seeded.store.name)
+    result = subprocess.run(
+        [str(BIN / "otel-rag"), "doctor"],
+        env=base_env(OTEL_RAG_POSTGRES_DSN=wrong, OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "postgres: FAIL" in result.stdout and "refused the configured role" in result.stdout
+    assert "not-the-password" not in result.stdout + result.stderr

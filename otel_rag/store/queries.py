@@ -52,15 +52,33 @@ class TraceNotFound(LookupError):
 
 def validate_trace_id(trace_id: str) -> str:
     value = trace_id.strip().lower()
-    if not _TRACE_ID.match(value) or value == "0" * 32:
+    if not _TRACE_ID.fullmatch(value) or value == "0" * 32:
         raise InvalidInput(f"trace id {trace_id!r} is not valid: expected 32 hexadecimal characters")
     return value
 
 
+_EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+
+
 def parse_time(text: str, now: dt.datetime | None = None) -> dt.datetime:
-    """`-15m`/`-2h`/`-1d`, `now`, a time of today (`15:00`, local), or an ISO 8601 date or timestamp."""
+    """`-15m`/`-2h`/`-1d`, `now`, a time of today (`15:00`, local), or an ISO 8601 date or timestamp, from 1970 to
+    the year 9000 (InvalidInput otherwise)."""
     now = now or dt.datetime.now().astimezone()
     value = text.strip()
+    problem = f"cannot read time {text!r}: use -15m, -2h, -1d, now, 15:00 (today) or an ISO timestamp"
+    if "\x00" in value or not value.isascii():
+        raise InvalidInput(problem)
+    try:
+        parsed = _parse_time(value, now)
+    except (ValueError, OverflowError):
+        raise InvalidInput(problem) from None
+    if not _EARLIEST <= parsed <= _LATEST:
+        raise InvalidInput(f"time {text!r} is out of range: from 1970 to the year 9000")
+    return parsed
+
+
+def _parse_time(value: str, now: dt.datetime) -> dt.datetime:
     if value == "now":
         return now
     relative = _RELATIVE.match(value)
@@ -68,16 +86,8 @@ def parse_time(text: str, now: dt.datetime | None = None) -> dt.datetime:
         return now - dt.timedelta(seconds=float(relative[1]) * _UNITS[relative[2]])
     if re.fullmatch(r"\d{1,2}:\d{2}(:\d{2})?", value):
         parts = [int(p) for p in value.split(":")]
-        try:
-            return now.replace(hour=parts[0], minute=parts[1], second=parts[2] if len(parts) > 2 else 0, microsecond=0)
-        except ValueError:
-            raise InvalidInput(f"{text!r} is not a valid time of day") from None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(
-            f"cannot read time {text!r}: use -15m, -2h, -1d, now, 15:00 (today) or an ISO timestamp"
-        ) from None
+        return now.replace(hour=parts[0], minute=parts[1], second=parts[2] if len(parts) > 2 else 0, microsecond=0)
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.astimezone()
 
 

@@ -41,9 +41,9 @@ import psycopg
 from psycopg import sql
 
 from .. import metrics
-from ..config import hide_passwords
 from ..redaction import Redactor, redact_log_record, redact_span, safe_str
 from ..tracing import without_instrumentation
+from . import problems
 from .migrate import ensure_partitions
 from .rows import LOG_COLUMNS, SPAN_COLUMNS, Limits, log_row, span_row
 from .spool import Item, Spool
@@ -535,10 +535,10 @@ class PostgresWriter:
         self._backoff = min(max(self._backoff * 2, 0.25), 10.0) * random.uniform(0.8, 1.2)  # noqa: S311
         self.stats["retried"] += 1
         metrics.sink_retried.add(1)
-        text = hide_passwords(" ".join(str(error).split())) or type(error).__name__
+        text = problems.describe(error)
         # An outage (refused, timed out, dropped, starting up) is retried quietly. A server that answers no (wrong
         # password, no such database or role, no privilege) is a problem a person must fix: said once, loudly.
-        if isinstance(error, _CONNECTION_ERRORS) and not _refused_by_server(error, text):
+        if isinstance(error, _CONNECTION_ERRORS) and not problems.refused_by_server(error):
             _logger.debug("postgres unavailable (%s); retrying in %.2fs", text, self._backoff)
         elif text != self._last_problem:
             _logger.error("postgres sink cannot write (%s): records are kept in the spool and retried", text)
@@ -605,19 +605,6 @@ class PostgresWriter:
         for half in (items[:middle], items[middle:]):
             if not self._write_items(half):
                 self._spill(half)
-
-
-_TRANSIENT_FATAL = ("starting up", "shutting down", "too many connections", "in recovery", "remaining connection")
-
-
-def _refused_by_server(error: psycopg.Error, text: str) -> bool:
-    """Whether the server itself turned the connection down for a reason that will not pass by waiting.
-
-    psycopg gives connection failures no SQLSTATE; the server's FATAL message is the one sign (libpq's text).
-    """
-    if getattr(error, "sqlstate", None) is not None:
-        return True
-    return "FATAL:" in text and not any(phrase in text for phrase in _TRANSIENT_FATAL)
 
 
 def _day(value: Any) -> dt.date | None:

@@ -3,7 +3,9 @@
 Every endpoint checks access first, validates its parameters (a bad one is a 400 with a message saying what is
 expected), runs the parameterised queries of store/queries.py on a short-lived connection with a statement
 timeout, and answers JSON. Errors are `{"error": "..."}`; database errors are logged here and never shown (no SQL
-or connection details leave the server).
+or connection details leave the server). Answers are bounded: long values are cut, a trace shows at most
+MAX_SPANS spans, and a body over MAX_BODY bytes is refused with a 413 that says how to get the whole trace. The
+OpenAPI schema documents every answer (schemathesis checks the API against it in the tests).
 """
 
 from __future__ import annotations
@@ -15,21 +17,67 @@ from typing import Any
 
 import psycopg
 from fastapi import APIRouter
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ..store import queries
+from ..store import problems, queries
 from .access import AccessDenied, DebugConfig, check_access, config_of
 
 __all__ = ["api_router"]
 
 _logger = logging.getLogger("otel_rag.web")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m)?$")
+_DURATION = re.compile(r"(\d{1,9}(?:\.\d{1,6})?)\s*(ms|s|m)?")
 _DURATION_UNITS = {"ms": 1.0, "s": 1000.0, "m": 60_000.0, None: 1.0}
 _MAX_TEXT = 200
 _NO_STORE = {"Cache-Control": "no-store"}
+MAX_VALUE = 4096  # characters of one string in an answer (attribute values, messages)
+MAX_SPANS = 5000  # spans of one trace in an answer
+MAX_BODY = 16 * 1024 * 1024  # bytes of one answer
 
 api_router = APIRouter()
+
+
+class ErrorAnswer(BaseModel):
+    error: str
+
+
+class TraceAnswer(BaseModel):
+    """One trace: queries.TraceReport as JSON, with links and whether spans were left out."""
+
+    trace_id: str
+    start: str
+    duration_ms: float
+    spans: list[dict[str, Any]]
+    orphan_logs: list[dict[str, Any]]
+    services: list[str]
+    user_ids: list[str]
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+    slowest_stage: str | None
+    links: dict[str, str | None]
+    truncated: bool
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorAnswer, "description": description}
+    for status, description in (
+        (400, "a parameter is not valid"),
+        (401, "the bearer token is missing or wrong"),
+        (403, "no token configured, or not a local client"),
+        (404, "no such trace"),
+        (413, "the answer would be too large"),
+        (500, "the store failed to answer (details in the server log)"),
+        (503, "no store configured, or the store is unreachable or refused the configured role"),
+    )
+}
+
+
+def _answers(model: Any) -> dict[int | str, dict[str, Any]]:
+    return {200: {"model": model}, **_ERRORS}
+
 
 Query = Callable[[psycopg.Connection[Any], DebugConfig], Any]
 
@@ -54,16 +102,23 @@ def _failure(error: Exception) -> JSONResponse:
     if isinstance(error, queries.TraceNotFound):
         return _error(404, str(error))
     if isinstance(error, psycopg.OperationalError):
-        _logger.warning("debug API: the store is unreachable: %s", error)
-        return _error(503, "the store is unreachable; try again shortly")
+        return _store_unavailable(error)
     if isinstance(error, psycopg.Error):
         _logger.exception("debug API: query failed", exc_info=error)
         return _error(500, "the store could not answer this query (the server log has the details)")
     raise error
 
 
+def _store_unavailable(error: psycopg.OperationalError) -> JSONResponse:
+    if problems.refused_credentials(error):
+        _logger.error("debug API: the store refused the configured role: %s", problems.describe(error))
+        return _error(503, "the store refused the configured role: check the user and password of OTEL_RAG_DEBUG_DSN")
+    _logger.warning("debug API: the store is unreachable: %s", problems.describe(error))
+    return _error(503, "the store is unreachable; try again shortly")
+
+
 def _answer(request: Request, query: Query) -> JSONResponse:
-    """Access check, connection, the query, and every failure as a JSON error."""
+    """Access check, connection, the query, and every failure as a JSON error; the answer bounded in size."""
     config = config_of(request)
     try:
         check_access(request, config)
@@ -73,7 +128,21 @@ def _answer(request: Request, query: Query) -> JSONResponse:
             payload = query(connection, config)
     except Exception as error:  # _failure maps the known ones and re-raises the rest
         return _failure(error)
-    return JSONResponse(queries.to_jsonable(payload), headers=_NO_STORE)
+    response = JSONResponse(_cut_strings(queries.to_jsonable(payload)), headers=_NO_STORE)
+    if len(response.body) > MAX_BODY:
+        return _error(413, "this answer is too large to show here: narrow it, or use `otel-rag trace <id> --json`")
+    return response
+
+
+def _cut_strings(value: Any) -> Any:
+    """Every string of an answer at most MAX_VALUE characters (cut ones say how much was left out)."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_VALUE else f"{value[:MAX_VALUE]}...[cut {len(value) - MAX_VALUE} characters]"
+    if isinstance(value, dict):
+        return {_cut_strings(key): _cut_strings(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_cut_strings(item) for item in value]
+    return value
 
 
 def _text(value: str | None, name: str) -> str | None:
@@ -81,13 +150,15 @@ def _text(value: str | None, name: str) -> str | None:
         return None
     if len(value) > _MAX_TEXT:
         raise queries.InvalidInput(f"{name} is too long (at most {_MAX_TEXT} characters)")
+    if "\x00" in value or not value.isprintable():
+        raise queries.InvalidInput(f"{name} may not contain control characters")
     return value
 
 
 def _limit(value: str | None, default: int, most: int) -> int:
     if value is None or value == "":
         return default
-    if not value.isdigit() or not 1 <= int(value) <= most:
+    if not (value.isascii() and value.isdigit() and len(value) <= 7) or not 1 <= int(value) <= most:
         raise queries.InvalidInput(f"limit must be a whole number from 1 to {most}")
     return int(value)
 
@@ -96,28 +167,31 @@ def parse_duration_ms(value: str | None) -> float | None:
     """`250`, `250ms`, `1.5s`, `2m` as milliseconds."""
     if value is None or value.strip() == "":
         return None
-    match = _DURATION.match(value.strip().lower())
+    match = _DURATION.fullmatch(value.strip().lower()) if value.isascii() else None
     if not match:
         raise queries.InvalidInput(f"min_duration {value!r} is not valid: use 250ms, 1.5s, 2m or milliseconds")
     return float(match[1]) * _DURATION_UNITS[match[2]]
 
 
-@api_router.get("/debug/api/traces/{trace_id}")
+@api_router.get("/debug/api/traces/{trace_id}", responses=_answers(TraceAnswer))
 def get_trace(request: Request, trace_id: str) -> JSONResponse:
     """One trace: the span waterfall with each span's logs, totals, and links to the trace viewer and LangSmith."""
 
     def query(connection: psycopg.Connection[Any], config: DebugConfig) -> dict[str, Any]:
         report = queries.debug_trace(connection, trace_id, schema=config.schema)
+        truncated = len(report.spans) > MAX_SPANS
+        report.spans = report.spans[:MAX_SPANS]
         payload = report.to_dict()
         langsmith = next((s.attributes.get("langsmith.url") for s in report.spans if s.depth == 0), None)
         viewer = config.trace_viewer_url.replace("{trace_id}", report.trace_id) if config.trace_viewer_url else None
-        payload["links"] = {"trace_viewer": viewer, "langsmith": langsmith}
+        payload["links"] = {"trace_viewer": viewer, "langsmith": langsmith if isinstance(langsmith, str) else None}
+        payload["truncated"] = truncated
         return payload
 
     return _answer(request, query)
 
 
-@api_router.get("/debug/api/traces")
+@api_router.get("/debug/api/traces", responses=_answers(list[queries.TraceSummary]))
 def list_traces(
     request: Request,
     *,
@@ -145,7 +219,7 @@ def list_traces(
     return _answer(request, query)
 
 
-@api_router.get("/debug/api/errors")
+@api_router.get("/debug/api/errors", responses=_answers(list[queries.ErrorEntry]))
 def list_errors(
     request: Request,
     *,
@@ -169,7 +243,7 @@ def list_errors(
     return _answer(request, query)
 
 
-@api_router.get("/debug/api/logs")
+@api_router.get("/debug/api/logs", responses=_answers(list[queries.LogLine]))
 def list_logs(
     request: Request,
     *,

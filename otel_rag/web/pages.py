@@ -55,6 +55,8 @@ def html_page(name: str, base: str) -> Response:
 def static_file(relative: str) -> Response:
     """A file under static/assets/, never outside it; hashed names are cached for good."""
     assets = (STATIC_DIR / "assets").resolve()
+    if "\x00" in relative or len(relative) > 512:
+        return Response("not found", status_code=404, media_type="text/plain")
     path = (assets / relative).resolve()
     if not path.is_relative_to(assets) or not path.is_file():
         return Response("not found", status_code=404, media_type="text/plain")
