@@ -113,3 +113,18 @@ def test_oldest_supported_version_postgres_15() -> None:
         assert [span.name for span in report.spans] == ["upload", "parse", "embed"]
     finally:
         server.remove()
+
+
+def test_the_embedded_servers_secret_files_are_private(pg_server: Any) -> None:
+    """The superuser password (kept beside the data folder, and the one handed to initdb) and the server log are
+    the owner's alone; the initdb password file is gone once the server is up."""
+    import stat
+
+    parent = pg_server.data_dir.parent
+    modes = {
+        path.name: stat.S_IMODE(path.stat().st_mode)
+        for path in (parent / f"{pg_server.data_dir.name}.password", pg_server.log_path)
+    }
+    assert set(modes.values()) == {0o600}, modes
+    assert stat.S_IMODE(pg_server.data_dir.stat().st_mode) == 0o700
+    assert not (parent / f".{pg_server.data_dir.name}.pw").exists()

@@ -93,6 +93,17 @@ def _reachable_install(bin_dir: Path, user: str | None) -> Path:
     return copied_bin
 
 
+def _write_private(path: Path, text: str, truncate: bool = True) -> None:
+    """Write a file created 0600 (and made 0600 if it existed): no moment where another user can read it."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else os.O_APPEND)
+    descriptor = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)
+        os.write(descriptor, text.encode())
+    finally:
+        os.close(descriptor)
+
+
 class LocalPostgres:
     def __init__(self, data_dir: Path, bin_dir: Path | None = None, port: int | None = None) -> None:
         self.data_dir = data_dir.resolve()
@@ -107,8 +118,7 @@ class LocalPostgres:
         path = self.data_dir.parent / f"{self.data_dir.name}.password"
         if not path.exists():
             self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(18))
+            _write_private(path, secrets.token_urlsafe(18))
         return path.read_text().strip()
 
     def dsn(self, user: str = "postgres", password: str | None = None, dbname: str = "postgres") -> str:
@@ -123,6 +133,7 @@ class LocalPostgres:
 
     def _prepare_directories(self) -> None:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(self.log_path, "", truncate=False)  # the server log may hold statements: 0600 from the start
         if self.user is not None:
             entry = pwd.getpwnam(self.user)
             if not _can_enter(self.data_dir.parent, entry.pw_uid):
@@ -130,9 +141,8 @@ class LocalPostgres:
                     f"PostgreSQL runs as user {self.user!r}, which cannot reach {self.data_dir.parent}: choose a "
                     "data folder every parent of which others may enter (mode o+x), e.g. under /tmp or /var/lib"
                 )
-            self.data_dir.mkdir(exist_ok=True)
+            self.data_dir.mkdir(mode=0o700, exist_ok=True)
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
-            self.log_path.touch()
             os.chown(self.log_path, entry.pw_uid, entry.pw_gid)
 
     def initialised(self) -> bool:
@@ -142,7 +152,7 @@ class LocalPostgres:
         if not self.initialised():
             self._prepare_directories()
             password_file = self.data_dir.parent / f".{self.data_dir.name}.pw"
-            password_file.write_text(self.password + "\n")
+            _write_private(password_file, self.password + "\n")  # never readable by others, not even during initdb
             if self.user is not None:
                 entry = pwd.getpwnam(self.user)
                 os.chown(password_file, entry.pw_uid, entry.pw_gid)
