@@ -40,6 +40,7 @@ class LangSmithStub:
     def __init__(self, multipart: bool = True, fail: bool = False) -> None:
         self.runs: dict[str, dict[str, Any]] = {}
         self.requests: list[str] = []
+        self.bodies: list[bytes] = []  # every POST body, decompressed
         self.compressed = 0
         self.multipart = multipart
         self.fail = fail
@@ -82,6 +83,7 @@ class LangSmithStub:
                 if self.headers.get("Content-Encoding") == "zstd":
                     body = zstandard.ZstdDecompressor().decompressobj().decompress(body)
                     stub.compressed += 1
+                stub.bodies.append(body)
                 if self.path.startswith("/runs/multipart"):
                     if not stub.multipart:
                         self._reply(404, {"detail": "no multipart here"})

@@ -37,6 +37,7 @@ class OtlpReceiver:
         self.spans: list[dict[str, Any]] = []
         self.metrics: list[dict[str, Any]] = []
         self.logs: list[dict[str, Any]] = []
+        self.raw: list[tuple[str, bytes]] = []  # (path, body) of every request, decompressed: for leak checks
         self.requests = 0
         self._lock = threading.Lock()
         receiver = self
@@ -60,6 +61,7 @@ class OtlpReceiver:
                     return
                 with receiver._lock:
                     receiver.requests += 1
+                    receiver.raw.append((self.path, body))
                     handler(body)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
