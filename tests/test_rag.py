@@ -235,3 +235,20 @@ def test_genai_instrumentation_spans_inside_a_stage_are_counted_once() -> None:
     stage_row = span_row(spans["rag.generate"], Limits())
     assert child_row[-3:] == (None, None, None)  # cost, input, output tokens: not counted on the child
     assert stage_row[-2:] == (50, 5)
+
+
+def test_one_stage_object_used_by_concurrent_tasks_keeps_their_runs_apart(sdk: Sdk) -> None:
+    shared = rag.retrieve(index="docs")
+
+    async def task(count: int, delay: float) -> None:
+        with shared:
+            await asyncio.sleep(delay)
+            shared.results(count)  # on the shared object: reaches this task's run
+
+    async def both() -> None:
+        await asyncio.gather(task(3, 0.05), task(7, 0.01))
+
+    asyncio.run(both())
+    counts = sorted(span.attributes["rag.retrieval.result_count"] for span in sdk.finished())
+    assert counts == [3, 7]
+    assert "rag.retrieval.result_count" not in shared.attributes  # the definition itself is unchanged

@@ -7,6 +7,7 @@ import concurrent.futures
 import threading
 
 import pytest
+from opentelemetry import trace as otel_trace
 from opentelemetry.trace import StatusCode
 
 from otel_rag import current_trace_id, set_user, trace_span
@@ -142,3 +143,26 @@ def test_set_user_in_a_task_outside_a_request_does_not_change_the_parent(sdk: Sd
         return seen_in_child, current_user()
 
     assert asyncio.run(main()) == ("child", "parent")
+
+
+def test_one_trace_span_object_used_by_concurrent_tasks_keeps_their_spans_apart(sdk: Sdk) -> None:
+    import asyncio
+
+    shared = trace_span("shared.block")
+
+    async def task(name: str, delay: float) -> None:
+        with otel_trace.get_tracer("t").start_as_current_span(f"parent-{name}"), shared as span:
+            span.set_attribute("task", name)
+            await asyncio.sleep(delay)  # the other task enters and leaves meanwhile
+
+    async def both() -> None:
+        await asyncio.gather(task("a", 0.01), task("b", 0.05))  # a enters first and leaves first
+
+    asyncio.run(both())
+    spans = {span.name + span.attributes.get("task", ""): span for span in sdk.finished()}
+    for name, delay in (("a", 0.01), ("b", 0.05)):
+        block, parent = spans[f"shared.block{name}"], spans[f"parent-{name}"]
+        assert block.parent is not None and block.parent.span_id == parent.context.span_id
+        # Ended by its own task after its own sleep, not by the other task leaving its block first.
+        assert block.end_time - block.start_time >= delay * 0.9e9, name
+        assert block.end_time <= parent.end_time
