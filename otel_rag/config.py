@@ -677,6 +677,8 @@ class Settings:
     traces_exporter: tuple[str, ...] = ("otlp",)
     metrics_exporter: tuple[str, ...] = ("otlp",)
     logs_exporter: tuple[str, ...] = ("none",)
+    prometheus_host: str = "localhost"
+    prometheus_port: int = 9464
     otlp_endpoint: str = "http://localhost:4318"
     otlp_protocol: str = "http/protobuf"
     otlp_protocols: dict[str, str] = field(default_factory=dict)  # per signal: traces, metrics, logs
@@ -737,6 +739,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         traces_exporter=values[TRACES_EXPORTER.env],
         metrics_exporter=values[METRICS_EXPORTER.env],
         logs_exporter=values[LOGS_EXPORTER.env],
+        prometheus_host=values[PROMETHEUS_HOST.env],
+        prometheus_port=values[PROMETHEUS_PORT.env],
         otlp_endpoint=values[OTLP_ENDPOINT.env],
         otlp_protocol=protocol,
         otlp_protocols={

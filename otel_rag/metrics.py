@@ -50,8 +50,8 @@ sink_spooled = _meter.create_counter(
 sink_dropped = _meter.create_counter(
     "otel_rag.sink.dropped",
     unit="{record}",
-    description="Records not stored, by reason: spool_full, spool_corrupted, poison (set aside in poison.jsonl: refused "
-    "by Postgres, time outside the partition window, not convertible), queue_full, shutdown (arrived after it).",
+    description="Records not stored, by reason: spool_full, spool_corrupted, poison (set aside in poison.jsonl: "
+    "refused by Postgres, time outside the partition window, not convertible), queue_full, shutdown.",
 )
 sink_batch_duration = _meter.create_histogram(
     "otel_rag.sink.batch.duration", unit="s", description="Time to write one batch into Postgres."

@@ -6,11 +6,10 @@ that prometheus_client is imported only when the in-process endpoint is used.
 
 from __future__ import annotations
 
-import os
-
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from prometheus_client import start_http_server
 
+from .config import active_settings
 from .local_prometheus import warn_later
 
 __all__ = ["LocalPrometheusReader"]
@@ -24,8 +23,8 @@ class LocalPrometheusReader(PrometheusMetricReader):
 
     def __init__(self) -> None:
         super().__init__()
-        host = os.environ.get("OTEL_EXPORTER_PROMETHEUS_HOST", "localhost")
-        port = os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464")
+        settings = active_settings()
+        host, port = settings.prometheus_host, settings.prometheus_port
         try:
             start_http_server(port=int(port), addr=host)
         except OSError as error:

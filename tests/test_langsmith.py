@@ -185,3 +185,24 @@ def test_langsmith_url_is_known_at_once(stub: LangSmithStub) -> None:
     finally:
         module._active = None
         mirror.shutdown()
+
+
+def test_traces_in_flight_are_bounded_by_count_and_age(stub: LangSmithStub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spans whose root never ends here (a root in another process, a crash) must not pile up for ever."""
+    import otel_rag.langsmith as module
+
+    monkeypatch.setattr(module, "_MAX_OPEN_TRACES", 50)
+    provider, mirror = _setup(stub.url)
+    tracer = provider.get_tracer("t")
+    open_roots = [tracer.start_span(f"root-{index}") for index in range(200)]  # never ended
+    assert len(mirror._traces) <= 50
+    monkeypatch.setattr(module, "_MAX_TRACE_AGE_S", 0.0)
+    tracer.start_span("one more").end()
+    assert len(mirror._traces) <= 1  # everything older than the age limit is given up
+    for span in open_roots:
+        span.end()  # their roots end after being given up: nothing is mirrored, nothing raises
+    _request(provider)  # a whole trace still goes through
+    assert mirror.force_flush(10_000)
+    _wait(stub, 3)
+    assert len(stub.runs) == 3
+    mirror.shutdown()
