@@ -1,9 +1,10 @@
 """Nothing on the request path waits on our backends, and our own background I/O never becomes app telemetry.
 
-The reference service runs under the launcher four times at once, side by side: LangSmith disabled, refusing
-connections, accepting and never answering (a black hole), and answering 500 after 5 s. Each round sends one request
-to each of the four in a shuffled order, so machine noise and position effects hit them alike; their median
-latencies must agree within 5 %.
+The reference service runs under the launcher five times at once, side by side: LangSmith disabled (twice: two
+processes with the same settings show how far identical ones differ), refusing connections, accepting and never
+answering (a black hole), and answering 500 after 5 s. Each round sends one request to each in a shuffled order, so
+machine noise and position effects hit them alike; each dead-LangSmith median must be within 5 % of the disabled
+ones.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from tests.support.otlp import OtlpReceiver
 from tests.support.postgres import Database, scratch_dir
 from tests.support.processes import AppProcess, base_env, free_port, launch_uvicorn
 
-ROUNDS = 60
+WARM_UP_ROUNDS = 20  # first requests pay for imports and caches: not measured
+ROUNDS = 150
 DOCUMENT = b"# Returns\n\nRefunds are accepted within thirty days of purchase with the original receipt.\n"
 
 
@@ -106,6 +108,7 @@ def test_a_dead_langsmith_never_slows_a_request(llm: str) -> None:
         slow_url, slow_seen = stack.enter_context(slow_errors())
         apps = {
             "disabled": _rag_app(stack, llm, None),
+            "disabled too": _rag_app(stack, llm, None),
             "refusing": _rag_app(stack, llm, f"http://127.0.0.1:{free_port()}"),
             "black hole": _rag_app(stack, llm, hole),
             "500 after 5 s": _rag_app(stack, llm, slow_url),
@@ -118,15 +121,16 @@ def test_a_dead_langsmith_never_slows_a_request(llm: str) -> None:
         order = list(apps.items())
         shuffle = random.Random(7).shuffle
         with httpx.Client(timeout=30) as client:
-            for _ in range(ROUNDS):
+            for round_number in range(WARM_UP_ROUNDS + ROUNDS):
                 shuffle(order)
                 for name, app in order:
                     started = time.perf_counter()
                     answer = client.post(app.url + "/query", json={"question": "How long do refunds take?"})
-                    latencies[name].append(time.perf_counter() - started)
+                    if round_number >= WARM_UP_ROUNDS:
+                        latencies[name].append(time.perf_counter() - started)
                     assert answer.status_code == 200, (name, answer.text)
         assert slow_seen, "the mirror did try the slow LangSmith"
-        baseline = statistics.median(latencies["disabled"])
+        baseline = max(statistics.median(latencies["disabled"]), statistics.median(latencies["disabled too"]))
         report = {name: round(statistics.median(values) * 1000, 2) for name, values in latencies.items()}
         print(f"median request latency (ms) by LangSmith state: {report}")
         for name, values in latencies.items():
@@ -147,6 +151,7 @@ def test_our_own_background_calls_make_no_spans(store: Database, otlp: OtlpRecei
             OTEL_RAG_SPOOL_DIR=str(scratch_dir("spool-")),
             LANGSMITH_API_KEY="lsv2_pt_0123456789abcdef0123456789",
             LANGSMITH_ENDPOINT=stub.url,
+            OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="",  # all of them loaded, as opentelemetry-bootstrap would
         )
         with launch_uvicorn(env) as app:
             app.wait_ready()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import httpx
 import pytest
@@ -46,12 +47,13 @@ def test_multiprocessing_helpers_never_take_the_port() -> None:
     assert metric_exporters_for_sdk(["prometheus"], tracker, {}) == (["none"], [])
 
 
-def test_a_taken_port_is_a_warning_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_taken_port_is_a_warning_not_a_crash(use_settings: Any) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1")
-        monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_PORT", str(taken.getsockname()[1]))
+        use_settings(
+            OTEL_EXPORTER_PROMETHEUS_HOST="127.0.0.1", OTEL_EXPORTER_PROMETHEUS_PORT=str(taken.getsockname()[1])
+        )
         take_warnings()
         LocalPrometheusReader()
     warned = take_warnings()
