@@ -62,6 +62,8 @@ def test_launcher_picks_our_distro_and_traces_requests(otlp: OtlpReceiver) -> No
         assert not [s for s in spans if s["name"].startswith("fastapi.")]
 
         otlp.wait_for(lambda r: any(m["name"] == "http.server.request.duration" for m in r.metrics))
+        # No Postgres exporter here: the sink's own instruments are not registered, so none is exported.
+        assert not [m["name"] for m in otlp.metrics if m["name"].startswith("otel_rag.sink.")]
     lines = app.json_lines()
     for line in lines:
         assert line.keys() >= REQUIRED_KEYS, line

@@ -265,3 +265,4 @@ def test_user_ids_get_the_same_pii_treatment_in_logs_and_spans(sdk: Sdk, lines: 
     assert line["user_id"] == "[REDACTED]"
     span = redact_span(sdk.finished()[-1], Redactor(extra_patterns=[__import__("re").compile(email)]))
     assert span.attributes["enduser.id"] == "[REDACTED]"
+    set_user(None)  # set outside a request, the user stays with this context: not for the tests after this one

@@ -244,3 +244,23 @@ def test_a_refused_login_is_said_once_without_the_password(store: Database, capl
     assert "password authentication failed" in message and "wrong-password-XYZ" not in message
     assert writer.stats["spooled"] == 3
     writer.shutdown()
+
+
+def _voluntary_switches(thread: threading.Thread) -> int:
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("voluntary_ctxt_switches")).split()[1])
+
+
+def test_an_idle_sink_sleeps(store: Database) -> None:
+    """No records, no flush, no retry due: the writer thread waits for work instead of waking 20 times a second."""
+    writer = _writer(store)
+    writer.submit("log", [_log("one")])
+    assert writer.force_flush(10)
+    time.sleep(0.3)
+    before = _voluntary_switches(writer._thread)
+    time.sleep(2.0)
+    assert _voluntary_switches(writer._thread) - before <= 2
+    writer.submit("log", [_log("two")])  # and it wakes when records arrive
+    assert writer.force_flush(10)
+    assert _bodies(store) == ["one", "two"]
+    writer.shutdown()
