@@ -207,6 +207,7 @@ def test_a_jaeger_outage_loses_no_trace(stack: Stack, tmp_path: Path) -> None:
     queued = 'otelcol_exporter_queue_size{exporter="otlp_grpc/traces"} > 0'
     wait_until(lambda: stack.prometheus.query(queued), 30, "spans waiting in the Collector's queue on disk")
     stack.jaeger.start()
+
     def whole(trace_id: str) -> bool:
         """The trace with its generate stage: the queue drains in batches, so a trace may show up in parts."""
         found = stack.jaeger.trace(trace_id)
