@@ -13,22 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.processes import BIN, REPO, base_env, launch_uvicorn
+from tests.support.processes import BIN, REPO, base_env, launch_script, launch_uvicorn
 from tests.support.stack import Collector, Jaeger, copy_logs, wait_until
 
 SECRET = "hunter2-never-shown"
-
-
-def _launch(**env: str) -> subprocess.CompletedProcess[str]:
-    """`opentelemetry-instrument python -c ...`: does the app get to run, and what does the launcher say?"""
-    return subprocess.run(
-        [str(BIN / "opentelemetry-instrument"), str(BIN / "python"), "-c", "print('app ran')"],
-        env=base_env(**env),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def _unwritable_spool() -> str:
@@ -64,7 +52,7 @@ def _unwritable_spool() -> str:
 def test_a_setting_that_cannot_work_stops_start_up_with_one_line(env: dict[str, str], says: str) -> None:
     if env.get("OTEL_RAG_POSTGRES_DSN") == "postgresql://db/obs":
         env = {**env, "OTEL_RAG_SPOOL_DIR": _unwritable_spool()}
-    result = _launch(**env)
+    result = launch_script(**env)
     assert result.returncode == 2, result.stderr
     assert "app ran" not in result.stdout
     ours = [line for line in result.stderr.splitlines() if line.startswith("otel-rag: ")]
@@ -75,7 +63,7 @@ def test_a_setting_that_cannot_work_stops_start_up_with_one_line(env: dict[str, 
 
 def test_a_propagator_typo_never_leaves_the_app_running_unobserved() -> None:
     # The stock launcher imports OTEL_PROPAGATORS before any distro loads: it stops there (its own message).
-    result = _launch(OTEL_PROPAGATORS="tracecontxt")
+    result = launch_script(OTEL_PROPAGATORS="tracecontxt")
     assert result.returncode != 0 and "app ran" not in result.stdout
     assert "tracecontxt" in result.stderr
     # In code, configure() checks it before anything imports the propagators, and names the variable.

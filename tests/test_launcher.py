@@ -9,23 +9,11 @@ import time
 import httpx
 
 from tests.support.otlp import OtlpReceiver
-from tests.support.processes import BIN, REPO, base_env, launch_uvicorn
+from tests.support.processes import BIN, REPO, base_env, launch_script, launch_uvicorn
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 REQUIRED_KEYS = {"timestamp", "level", "logger", "event", "service", "trace_id", "span_id"}
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-
-
-def _launch_script(**env: str) -> subprocess.CompletedProcess[str]:
-    """`opentelemetry-instrument python -c ...` with this environment: does the app get to run?"""
-    return subprocess.run(
-        [str(BIN / "opentelemetry-instrument"), str(BIN / "python"), "-c", "print('app ran')"],
-        env=base_env(**env),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def _env(otlp: OtlpReceiver, **extra: str) -> dict[str, str]:
@@ -152,7 +140,7 @@ def test_console_format_and_log_level(otlp: OtlpReceiver) -> None:
 
 
 def test_bad_configuration_stops_the_process_with_a_clear_message() -> None:
-    result = _launch_script(OTEL_RAG_LOG_FORMAT="xml")
+    result = launch_script(OTEL_RAG_LOG_FORMAT="xml")
     assert result.returncode == 2
     assert "OTEL_RAG_LOG_FORMAT='xml' is not valid; accepted: json, console" in result.stderr
     assert "app ran" not in result.stdout
@@ -221,6 +209,6 @@ def test_no_log_bridge_by_default(otlp: OtlpReceiver) -> None:
 
 
 def test_postgres_exporter_without_a_dsn_stops_the_launcher() -> None:
-    result = _launch_script(OTEL_LOGS_EXPORTER="postgres")
+    result = launch_script(OTEL_LOGS_EXPORTER="postgres")
     assert result.returncode == 2
     assert "OTEL_RAG_POSTGRES_DSN" in result.stderr and "OTEL_LOGS_EXPORTER includes postgres" in result.stderr

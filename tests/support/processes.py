@@ -44,6 +44,19 @@ def base_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def launch_script(**env: str) -> subprocess.CompletedProcess[str]:
+    """`opentelemetry-instrument python -c "print('app ran')"` with this environment: does the app get to run, and
+    what does the launcher say?"""
+    return subprocess.run(
+        [str(BIN / "opentelemetry-instrument"), str(BIN / "python"), "-c", "print('app ran')"],
+        env=base_env(**env),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 class AppProcess:
     """A server subprocess whose stdout is captured to a file, stopped with SIGTERM."""
 
