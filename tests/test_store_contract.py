@@ -264,3 +264,20 @@ def test_an_idle_sink_sleeps(store: Database) -> None:
     assert writer.force_flush(10)
     assert _bodies(store) == ["one", "two"]
     writer.shutdown()
+
+
+def test_a_span_row_spooled_before_a_column_was_added_is_replayed(store: Database) -> None:
+    """Columns are only appended: a row from an older version's spool gets NULLs for the new ones."""
+    spool_dir = scratch_dir("spool-")
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000+00:00", time.gmtime())
+    old_row = (now, now, 1.0, "ab" * 16, "cd" * 8, None, "svc", None, "from an older spool", "INTERNAL", "UNSET")
+    old_row += (None, "scope", "{}", "[]", "{}", None, None, None)  # 19 values: no parent_remote yet
+    dead = Spool(spool_dir, 1 << 20, owner="older-version")
+    dead.append([("span", old_row)])
+    dead.release_after_fork()
+    os.unlink(spool_dir / "older-version" / "lock")
+    writer = _writer(store, spool_dir=spool_dir)
+    assert writer.force_flush(10)
+    stored = store.scalar("SELECT parent_remote IS NULL FROM otel_rag.spans WHERE name = 'from an older spool'")
+    assert stored is True and writer.stats["dropped"] == 0
+    writer.shutdown()

@@ -219,3 +219,51 @@ def test_queries_use_the_indexes(store: Database) -> None:
     )
     assert not _real_seq_scans(recent), recent
     assert "_20" in recent  # partition pruning: only today's partition is read
+
+
+def test_a_trace_that_arrived_with_a_traceparent_is_listed_once_by_its_root(store: Database) -> None:
+    """Roots are the spans whose parent is not stored in the trace: a request with a remote parent is one; a
+    second service's span whose (remote) parent is stored is not."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, set_span_in_context
+
+    from otel_rag.store.exporters import PostgresSpanExporter, PostgresSpanProcessor
+    from otel_rag.store.writer import PostgresWriter, WriterOptions
+    from tests.support.postgres import scratch_dir
+
+    writer = PostgresWriter(WriterOptions(dsn=store.dsn("rag_writer"), spool_dir=scratch_dir("spool-")))
+    tracers = {}
+    for service in ("gateway", "rag-api"):
+        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        provider.add_span_processor(PostgresSpanProcessor(PostgresSpanExporter(writer)))
+        tracers[service] = provider.get_tracer(service)
+
+    def remote(trace_id: int, span_id: int) -> Any:
+        context = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(1))
+        return set_span_in_context(NonRecordingSpan(context))
+
+    # 1. A browser's traceparent: the parent is remote and not stored; the server span is the root.
+    api = tracers["rag-api"]
+    with (
+        api.start_as_current_span("POST /query", context=remote(0xA1, 0xB1), kind=SpanKind.SERVER),
+        api.start_span("rag.generate"),
+    ):
+        pass
+    # 2. The gateway calls the RAG API: both store their spans; the gateway's span is the root, listed once.
+    gateway_tracer = tracers["gateway"]
+    with (
+        gateway_tracer.start_as_current_span("GET /ask", kind=SpanKind.SERVER) as gateway,
+        gateway_tracer.start_as_current_span("POST", kind=SpanKind.CLIENT) as call,
+    ):
+        context = call.get_span_context()
+        with api.start_as_current_span("POST /query", context=remote(context.trace_id, context.span_id)):
+            pass
+    assert writer.force_flush(10)
+    writer.shutdown()
+    traces = queries.recent_traces(store.dsn("rag_reader"), since="-10m")
+    by_trace = {summary.trace_id: summary for summary in traces}
+    assert len(traces) == len(by_trace) == 2  # each trace once
+    assert by_trace[format(0xA1, "032x")].name == "POST /query"
+    gateway_trace = format(gateway.get_span_context().trace_id, "032x")
+    assert by_trace[gateway_trace].name == "GET /ask" and by_trace[gateway_trace].service == "gateway"

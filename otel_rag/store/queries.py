@@ -285,22 +285,32 @@ def user_errors_sql(schema: str, any_user: bool = False) -> sql.Composed:
 
 
 def recent_traces_sql(schema: str, min_duration: bool, errors_only: bool) -> sql.Composed:
-    """Root spans (one per trace) in a time range, newest first; optionally slow ones, or traces with an error."""
-    conditions: list[sql.Composable] = [sql.SQL("parent_span_id IS NULL AND time >= %(start)s AND time < %(end)s")]
+    """Traces in a time range by their root span, newest first; optionally slow ones, or traces with an error.
+
+    A trace's root is its earliest span whose parent is not stored in the trace: a span without a parent, or one
+    whose parent is remote (the request came with a traceparent) unless that parent is stored too (a call from
+    another service writing to the same store). The partial index spans_roots_time finds the candidates.
+    """
+    spans = _table(schema, "spans")
+    conditions: list[sql.Composable] = []
     if min_duration:
         conditions.append(sql.SQL("duration_ms >= %(min_duration_ms)s"))
     if errors_only:
         conditions.append(
             sql.SQL(
                 "trace_id IN (SELECT trace_id FROM {} WHERE status = 'ERROR' AND time >= %(start)s AND time < %(end)s)"
-            ).format(_table(schema, "spans"))
+            ).format(spans)
         )
     return sql.SQL(
         "SELECT trace_id, time, name, service_name AS service, user_id, duration_ms, status, status_message, "
         "(SELECT count(*) FROM {spans} AS s WHERE s.trace_id = r.trace_id AND s.time >= r.time "
         "AND s.status = 'ERROR') AS errors "
-        "FROM {spans} AS r WHERE {conditions} ORDER BY time DESC LIMIT %(limit)s"
-    ).format(spans=_table(schema, "spans"), conditions=sql.SQL(" AND ").join(conditions))
+        "FROM (SELECT DISTINCT ON (c.trace_id) c.* FROM {spans} AS c "
+        "WHERE (c.parent_span_id IS NULL OR c.parent_remote) AND c.time >= %(start)s AND c.time < %(end)s "
+        "AND NOT EXISTS (SELECT 1 FROM {spans} AS p WHERE p.trace_id = c.trace_id AND p.span_id = c.parent_span_id) "
+        "ORDER BY c.trace_id, c.time) AS r "
+        "WHERE {conditions} ORDER BY time DESC LIMIT %(limit)s"
+    ).format(spans=spans, conditions=sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true"))
 
 
 def trace_cost_sql(schema: str) -> sql.Composed:

@@ -39,6 +39,8 @@ LOG_COLUMNS = (
     "input_tokens",
     "output_tokens",
 )
+# Columns are only ever appended, so a row spooled by an older version is the same row with fewer values at the end
+# (the writer pads it with NULLs).
 SPAN_COLUMNS = (
     "time",
     "end_time",
@@ -59,6 +61,7 @@ SPAN_COLUMNS = (
     "cost_usd",
     "input_tokens",
     "output_tokens",
+    "parent_remote",
 )
 
 # Attributes promoted to columns (a query filters or sums on them); they stay in the jsonb as well.
@@ -283,4 +286,5 @@ def span_row(span: ReadableSpan, limits: Limits) -> tuple[Any, ...]:
         _number(_first(attributes, COST_KEYS)) if counted else None,
         _integer(_first(attributes, INPUT_TOKENS_KEYS)) if counted else None,
         _integer(_first(attributes, OUTPUT_TOKENS_KEYS)) if counted else None,
+        bool(span.parent.is_remote) if span.parent else None,
     )

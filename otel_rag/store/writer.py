@@ -64,6 +64,7 @@ _STAGE_TYPES = {
     "cost_usd": "numeric(18, 9)",
     "input_tokens": "integer",
     "output_tokens": "integer",
+    "parent_remote": "boolean",
 } | {
     column: "text"
     for column in (
@@ -342,8 +343,11 @@ class PostgresWriter:
     def _row(self, kind: str, value: Any) -> Any:
         """The table row of a queued item: an OTel record is redacted and converted; a row (from the spool) is
         itself. A record whose conversion fails becomes an _Unconvertible, quarantined after the batch."""
-        if isinstance(value, (tuple, _Unconvertible)):
+        if isinstance(value, _Unconvertible):
             return value
+        if isinstance(value, tuple):  # a row from the spool, perhaps written before a column was added
+            missing = len(_TABLES[kind][1]) - len(value)
+            return (*value, *([None] * missing)) if missing > 0 else value
         try:
             if kind == "log":
                 record = redact_log_record(value, self.redactor) if self.redactor is not None else value
