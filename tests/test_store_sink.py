@@ -155,7 +155,7 @@ def store_rows(store: Database, query: str) -> list[tuple[Any, ...]]:
         ]
 
 
-def test_a_poison_record_is_isolated_and_the_rest_written(store: Database) -> None:
+def test_a_poison_record_is_isolated_and_the_rest_written(store: Database, caplog: Any) -> None:
     writer = _writer(store)
     emit_sample_trace(writer)
     assert writer.force_flush(10)
@@ -187,6 +187,10 @@ def test_a_poison_record_is_isolated_and_the_rest_written(store: Database) -> No
     assert writer.stats["dropped"] == 1
     quarantined = (writer.spool().dir / "poison.jsonl").read_text()
     assert "not-a-uuid" in quarantined and "InvalidTextRepresentation" in quarantined
+    writer.submit("log", [])  # the writer thread says what happened (never the exporters' caller)
+    assert writer.force_flush(10)
+    warnings = " ".join(record.getMessage() for record in caplog.records if record.name == "otel_rag.store")
+    assert str(writer.spool().dir / "poison.jsonl") in warnings  # where the file is, not the spool root
     writer.shutdown()
 
 
