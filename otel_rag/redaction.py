@@ -187,13 +187,9 @@ def _scrub_pairs(text: str) -> str:
 def safe_str(value: Any) -> str:
     """`str(value)`, or a placeholder naming the type when its `__str__` raises."""
     try:
-        text = str(value)
+        return str(value)  # never anything but a str: str() raises when __str__ returns something else
     except Exception:
-        try:
-            return f"<unprintable {type(value).__qualname__}>"
-        except Exception:
-            return "<unprintable>"
-    return text if isinstance(text, str) else "<unprintable>"
+        return f"<unprintable {type(value).__qualname__}>"
 
 
 _NATIVE = (dt.datetime, dt.date, dt.time, uuid.UUID)  # the JSON renderer writes these itself
@@ -323,9 +319,8 @@ class Redactor:
         return cached[1]
 
 
-def _with_dropped(new: Any, old: Any) -> Any:
-    """Keep the SDK's count of dropped attributes on a scrubbed copy."""
-    dropped = getattr(old, "dropped", 0)
+def _with_dropped(new: Any, dropped: int) -> Any:
+    """Scrubbed attributes that keep the SDK's count of attributes dropped by its limits."""
     if not dropped:
         return new
     bounded = BoundedAttributes(maxlen=None, attributes=new, immutable=True)
@@ -358,7 +353,7 @@ def redact_span(span: ReadableSpan, redactor: Redactor) -> ReadableSpan:
         context=span.context,
         parent=span.parent,
         resource=resource,
-        attributes=_with_dropped(attributes, original_attributes),
+        attributes=_with_dropped(attributes, span.dropped_attributes),
         events=events,
         links=links,
         kind=span.kind,
@@ -374,14 +369,14 @@ def _redact_event(event: Event, redactor: Redactor) -> Event:
     attributes = redactor.scrub_attributes(event.attributes)
     if attributes is event.attributes and name is event.name:
         return event
-    return Event(name, _with_dropped(attributes, event.attributes), event.timestamp)
+    return Event(name, _with_dropped(attributes, event.dropped_attributes), event.timestamp)
 
 
 def _redact_link(link: Link, redactor: Redactor) -> Link:
     attributes = redactor.scrub_attributes(link.attributes)
     if attributes is link.attributes:
         return link
-    return Link(link.context, _with_dropped(attributes, link.attributes))
+    return Link(link.context, _with_dropped(attributes, link.dropped_attributes))
 
 
 def redact_log_record(record: ReadableLogRecord, redactor: Redactor) -> ReadableLogRecord:
@@ -394,7 +389,7 @@ def redact_log_record(record: ReadableLogRecord, redactor: Redactor) -> Readable
         return record
     new_log = copy.copy(log)
     new_log.body = body
-    new_log.attributes = _with_dropped(attributes, log.attributes)
+    new_log.attributes = _with_dropped(attributes, record.dropped_attributes)
     return dataclasses.replace(record, log_record=new_log, resource=resource)
 
 

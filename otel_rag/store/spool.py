@@ -49,7 +49,7 @@ class Spool:
         _private_dir(self.root)
         self.dir = self.root / (owner or f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
         _private_dir(self.dir)
-        self._lock_file = _open_private(self.dir / "lock", "a+b")
+        self._lock_file = _open_private(self.dir / "lock")
         fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._lock = threading.Lock()
         self._current: BinaryIO | None = None
@@ -118,7 +118,7 @@ class Spool:
         if self._current is None:
             self._sequence += 1
             self._current_path = self.dir / f"{time.time_ns():020d}-{self._sequence:06d}.seg"
-            self._current = _open_private(self._current_path, "ab")
+            self._current = _open_private(self._current_path)
         return self._current
 
     def _sync(self, stream: BinaryIO) -> None:
@@ -157,7 +157,7 @@ class Spool:
 
     def quarantine(self, items: Iterable[Item], reason: str) -> None:
         """Keep records that Postgres refuses (poison) for a person to look at, outside the replay path."""
-        with self._lock, _open_private(self.dir / "poison.jsonl", "ab") as poison:
+        with self._lock, _open_private(self.dir / "poison.jsonl") as poison:
             for item in items:
                 record = {"reason": reason, "kind": item[0], "row": item[1]}
                 poison.write(orjson.dumps(record, default=str) + b"\n")
@@ -184,10 +184,9 @@ def _private_dir(path: Path) -> None:
         path.chmod(0o700)
 
 
-def _open_private(path: Path, mode: str) -> BinaryIO:
+def _open_private(path: Path) -> BinaryIO:
     """Open for appending, creating the file 0600 (never readable by others, not even for a moment)."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT if mode == "ab" else os.O_RDWR | os.O_APPEND | os.O_CREAT
-    return cast(BinaryIO, os.fdopen(os.open(path, flags, 0o600), mode))
+    return cast(BinaryIO, os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab"))
 
 
 def read_segment(path: Path) -> Segment:
