@@ -400,12 +400,19 @@ def mirror_from_settings(settings: Settings, redactor: Redactor) -> LangSmithMir
 
     from .rag import capture_mode
 
-    client = Client(api_url=settings.langsmith_endpoint, api_key=settings.langsmith_api_key, auto_batch_tracing=False)
+    errors: list[Exception] = []  # the client reports failed sends here rather than raising
+    client = Client(
+        api_url=settings.langsmith_endpoint,
+        api_key=settings.langsmith_api_key,
+        auto_batch_tracing=False,
+        tracing_error_callback=errors.append,
+    )
     _active = LangSmithMirror(
         client,
         project=settings.langsmith_project,
         sample_ratio=settings.langsmith_sample_ratio,
         redactor=redactor,
         capture_content=capture_mode(settings)[0],
+        ingest_errors=errors,
     )
     return _active

@@ -206,3 +206,90 @@ def test_traces_in_flight_are_bounded_by_count_and_age(stub: LangSmithStub, monk
     _wait(stub, 3)
     assert len(stub.runs) == 3
     mirror.shutdown()
+
+
+def _posts(stub: LangSmithStub) -> int:
+    return sum(1 for request in stub.requests if request.startswith("POST"))
+
+
+def test_a_failing_langsmith_is_retried_with_growing_pauses_and_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The SDK reports most failures to its error callback instead of raising: the mirror must notice them."""
+    from otel_rag.config import load_settings
+    from otel_rag.langsmith import mirror_from_settings
+    from otel_rag.redaction import Redactor
+
+    down = LangSmithStub(fail=True)
+    try:
+        settings = load_settings({"LANGSMITH_API_KEY": "lsv2_pt_test", "LANGSMITH_ENDPOINT": down.url})
+        mirror = mirror_from_settings(settings, Redactor())
+        assert mirror is not None
+        provider = TracerProvider(resource=Resource.create({"service.name": "rag-api"}))
+        provider.add_span_processor(mirror)
+
+        def failures_said() -> int:
+            return sum(1 for r in caplog.records if "mirroring" in r.getMessage() and "failed" in r.getMessage())
+
+        deadline = time.monotonic() + 20
+        while failures_said() == 0 and time.monotonic() < deadline:  # the SDK retries a 503 itself for a while
+            _request(provider)
+            time.sleep(0.05)
+        assert failures_said() == 1
+        first = _posts(down)
+        started = time.monotonic()
+        while time.monotonic() - started < 2.0:  # traces keep coming; the mirror now waits before sending again
+            _request(provider)
+            time.sleep(0.05)
+        assert _posts(down) - first <= 4, down.requests  # one more try at most (its own retries included)
+        assert failures_said() == 1  # the same failure is not said again
+        before = _posts(down)
+        assert not mirror.force_flush(300)  # a flush cuts the pause short: the queue is tried at once
+        deadline = time.monotonic() + 5
+        while _posts(down) == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _posts(down) > before
+        mirror.shutdown()
+    finally:
+        down.close()
+
+
+def test_mirror_from_settings_follows_the_settings(stub: LangSmithStub) -> None:
+    import otel_rag.langsmith as module
+    from otel_rag.config import load_settings
+    from otel_rag.langsmith import langsmith_url, mirror_from_settings
+    from otel_rag.redaction import Redactor
+
+    assert mirror_from_settings(load_settings({}), Redactor()) is None
+    off = load_settings({"LANGSMITH_API_KEY": "lsv2_pt_test", "OTEL_RAG_LANGSMITH": "false"})
+    assert mirror_from_settings(off, Redactor()) is None
+    settings = load_settings(
+        {
+            "LANGSMITH_API_KEY": "lsv2_pt_test",
+            "LANGSMITH_ENDPOINT": stub.url,
+            "LANGSMITH_PROJECT": "rag-tests",
+            "OTEL_RAG_LANGSMITH_SAMPLE_RATIO": "0.5",
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "SPAN_ONLY",
+        }
+    )
+    redactor = Redactor()
+    mirror = mirror_from_settings(settings, redactor)
+    try:
+        assert mirror is not None and module._active is mirror
+        assert (mirror.project, mirror.sample_ratio, mirror.capture_content) == ("rag-tests", 0.5, True)
+        assert mirror.redactor is redactor and mirror.client.api_url == stub.url
+        assert mirror.client.api_key == "lsv2_pt_test"
+        assert langsmith_url("0" * 32, None) is None  # no root span id
+        deadline = time.monotonic() + 10
+        while mirror.url_for(1) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        sampled = next(trace for trace in range(1, 1000) if mirror.sampled(trace))
+        skipped = next(trace for trace in range(1, 1000) if not mirror.sampled(trace << 63))
+        assert langsmith_url(format(sampled, "032x"), 1) == mirror.url_for(1)
+        assert langsmith_url(format(skipped << 63, "032x"), 1) is None  # sampled out: no URL
+        module._active = None
+        assert langsmith_url(format(sampled, "032x"), 1) is None  # no mirror
+    finally:
+        module._active = None
+        if mirror is not None:
+            mirror.shutdown()

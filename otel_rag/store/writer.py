@@ -336,9 +336,8 @@ class PostgresWriter:
 
     def _relieve_memory(self) -> None:
         """Keep the queue under half its size by moving the oldest records to disk (Postgres away or behind)."""
-        high_water = self.options.queue_size // 2
-        while len(self._queue) > high_water:
-            self._spill(self._take(min(self.options.batch_size, len(self._queue) - high_water)))
+        while len(self._queue) > self._high_water:
+            self._spill(self._take(min(self.options.batch_size, len(self._queue) - self._high_water)))
 
     def _row(self, kind: str, value: Any) -> Any:
         """The table row of a queued item: an OTel record is redacted and converted; a row (from the spool) is
