@@ -7,9 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import logging
 import os
+import socket
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +162,9 @@ def test_its_own_metrics_count_what_it_stored(store: Database, sdk: Sdk) -> None
     assert total("otel_rag.sink.exported", signal="traces") - before_traces == 1  # not the unconvertible one
     assert total("otel_rag.sink.batch.duration") - before_batches >= 1
     assert writer.stats["exported"] == 4 and writer.stats["queued"] == 5
+    writer.submit("log", [_log("four")])
+    assert writer.force_flush(10)
+    assert writer.stats["exported"] == 5  # a running total
     writer.shutdown()
 
 
@@ -217,7 +223,7 @@ def test_partitions_are_made_for_every_day_in_between(store: Database) -> None:
     writer.submit("log", [_log("today", now), _log("three days ago", now - 3 * day)])
     assert writer.force_flush(10)
     today = dt.datetime.now(dt.UTC).date()
-    assert {today - dt.timedelta(days=n) for n in range(4)} <= writer._partitions
+    assert writer._partitions == {today - dt.timedelta(days=n) for n in range(4)}
     names = store.scalar("SELECT json_agg(tablename) FROM pg_tables WHERE schemaname = 'otel_rag'")
     assert f"logs_{today - dt.timedelta(days=2):%Y%m%d}" in names  # the day in between too
     writer.shutdown()
@@ -231,8 +237,6 @@ def test_two_poison_rows_among_good_ones_are_set_aside_alone(store: Database) ->
 
     def row(body: str, record_id: str) -> tuple[Any, ...]:
         return (now, record_id, None, None, "svc", None, "info", 9, None, body, "{}", "{}", None, None, None)
-
-    import uuid
 
     items = [("log", row(f"good {index}", str(uuid.uuid4()))) for index in range(8)]
     items[2] = ("log", row("bad 1", "not-a-uuid"))
@@ -273,3 +277,269 @@ def test_shutdown_from_many_threads_at_once_writes_everything_once(store: Databa
     assert writer.stats["dropped"] == 1
     with pytest.raises(AssertionError):
         assert writer._thread.is_alive()
+
+
+# -- waiting out the backoff ---------------------------------------------------------------------------------------
+
+
+def test_retries_wait_out_their_backoff_while_records_keep_arriving_and_resume_when_postgres_answers(
+    store: Database,
+) -> None:
+    options = _options(store, dsn=_dead(store), batch_size=5, queue_size=10_000, connect_timeout=1)
+    writer = PostgresWriter(options)
+    sent = 0
+    started = time.monotonic()
+    while time.monotonic() - started < 1.5:  # a full batch every 20 ms wakes the thread each time
+        writer.submit("log", [_log(f"r{sent + index}") for index in range(5)])
+        sent += 5
+        time.sleep(0.02)
+    # attempts at 0, ~0.25 s, ~0.75 s (doubling, with jitter), the next one past 1.5 s: a batch does not cut it short
+    assert 3 <= writer.stats["retried"] <= 5, writer.stats
+    writer.options = _options(store, batch_size=5, queue_size=10_000, spool_dir=options.spool_dir)  # it is back
+    deadline = time.monotonic() + 10
+    while _count(store) < sent and time.monotonic() < deadline:  # no flush asked for: the retry alone brings it
+        time.sleep(0.05)
+    assert _count(store) == sent
+    writer.shutdown()
+
+
+def test_waiting_for_a_retry_keeps_the_queue_under_its_high_water_and_gives_way_to_a_flush(store: Database) -> None:
+    writer = PostgresWriter(_options(store, dsn=_dead(store), queue_size=200, batch_size=20))
+    writer._next_orphan_check = time.monotonic() + 60  # the thread sleeps: this test drives the wait itself
+
+    def wait(backoff: float) -> float:
+        writer._backoff = backoff
+        started = time.monotonic()
+        writer._wait_for_retry()
+        return time.monotonic() - started
+
+    writer._queue.extend(("log", _log(f"over {index}")) for index in range(150))
+    assert wait(0.5) >= 0.45  # the oldest records went to disk, and the wait went on
+    assert len(writer._queue) == 100 and writer.stats["spooled"] == 50
+    assert wait(0.5) >= 0.45  # exactly at the high water: nothing to relieve, nothing to wake for
+    with writer._condition:
+        writer._flush_requested += 1
+    assert wait(5.0) < 0.3  # a flush does not wait for the retry: the caller wants it durable now
+    writer._flushed = writer._flush_requested
+    writer._backoff = 0.0
+    writer.shutdown()
+
+
+def test_a_flush_during_a_long_backoff_spools_at_once(store: Database) -> None:
+    writer = PostgresWriter(_options(store, dsn=_dead(store), connect_timeout=1))
+    for _ in range(8):
+        writer._write_items([("log", _log("grow the backoff"))])
+    assert writer._backoff >= 8
+    writer.submit("log", [_log(f"r{index}") for index in range(10)])
+    started = time.monotonic()
+    assert writer.force_flush(10)
+    assert time.monotonic() - started < 2 and _spooled(writer) == 10
+    writer._backoff = 0.0
+    writer.shutdown()
+
+
+def test_the_jitter_spreads_retries_by_a_fifth_either_way(store: Database) -> None:
+    writer = PostgresWriter(_options(store, dsn=_dead(store)))
+    error = psycopg.OperationalError("connection refused")
+    seen = []
+    for _ in range(300):
+        writer._backoff = 10.0  # capped: the next wait is ten seconds, jittered
+        writer._unavailable(error)
+        seen.append(writer._backoff)
+    assert 8.0 <= min(seen) < 8.5 and 11.5 < max(seen) <= 12.0
+    writer._backoff = 0.0
+    writer.shutdown()
+
+
+def test_an_outage_is_retried_quietly_and_a_refusal_is_said_once(
+    store: Database, sdk: Sdk, caplog: pytest.LogCaptureFixture
+) -> None:
+    def retried() -> float:
+        return sum(point.value for point in sdk.metric_points("otel_rag.sink.retried"))
+
+    before = retried()
+    writer = PostgresWriter(_options(store, dsn=_dead(store), connect_timeout=1))
+    caplog.set_level(logging.DEBUG, logger="otel_rag.store")
+    assert writer._write_items([("log", _log("x"))]) is False
+    (record,) = [record for record in caplog.records if record.name == "otel_rag.store"]
+    assert record.levelno == logging.DEBUG
+    assert record.getMessage().startswith("postgres unavailable (") and "9" in record.getMessage()
+    assert record.getMessage().endswith(f"; retrying in {writer._backoff:.2f}s")
+    caplog.clear()
+    writer.options = _options(store, dsn=store.dsn("rag_writer").replace("role-pw-for-tests", "wrong"))
+    for _ in range(3):
+        assert writer._write_items([("log", _log("x"))]) is False
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    message = errors[0].getMessage()
+    assert message.startswith("postgres sink cannot write (") and "password" in message and "wrong" not in message
+    assert message.endswith("): records are kept in the spool and retried")
+    assert retried() - before == 4 == writer.stats["retried"]
+    writer._backoff = 0.0
+    writer.shutdown()
+
+
+def test_a_server_that_never_answers_holds_the_writer_only_for_the_connect_timeout(store: Database) -> None:
+    black_hole = socket.socket()
+    black_hole.bind(("127.0.0.1", 0))
+    black_hole.listen(8)  # the handshake completes; nobody ever reads or answers
+    try:
+        dsn = _dead(store).replace(":9/", f":{black_hole.getsockname()[1]}/")
+        writer = PostgresWriter(_options(store, dsn=dsn, connect_timeout=1, shutdown_timeout=0.5))
+        started = time.monotonic()
+        assert writer._write_items([("log", _log("x"))]) is False
+        assert time.monotonic() - started < 5
+        writer._backoff = 0.0
+        writer.submit("log", [_log("held at shutdown")])
+        time.sleep(0.2)  # the thread is now inside connect(): no connection yet to cancel
+        writer.shutdown()
+        assert _spooled(writer) == 1
+    finally:
+        black_hole.close()
+
+
+# -- what happens to records it cannot store ----------------------------------------------------------------------
+
+
+class _Strange:
+    """Neither a span nor a log record: its conversion raises, and it has no JSON form of its own."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def log_record(self) -> Any:
+        raise ValueError("v" * 300)
+
+
+def _poison(writer: PostgresWriter) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (writer.spool().dir / "poison.jsonl").read_text().splitlines()]
+
+
+def test_an_unconvertible_record_is_described_by_its_type_and_name_within_bounds(store: Database) -> None:
+    writer = PostgresWriter(_options(store), Redactor())
+    writer.submit("log", [_Strange("strange token=abc123"), _Strange("n" * 20_000)])
+    assert writer.force_flush(10)
+    first, second = _poison(writer)
+    assert first["reason"] == "cannot convert to a row: ValueError: " + "v" * 200
+    assert first["row"] == {"unconvertible": "_Strange named strange token=[REDACTED]"}
+    assert len(second["row"]["unconvertible"]) == 10_000
+    assert writer.stats["dropped"] == 2
+    writer.shutdown()
+
+
+def test_records_spilled_during_an_outage_keep_the_unconvertible_apart(store: Database) -> None:
+    writer = PostgresWriter(_options(store, dsn=_dead(store), connect_timeout=1))
+    writer.submit("log", [_log("good"), _Strange("bad")])
+    assert writer.force_flush(10)
+    assert _spooled(writer) == 1 and writer.stats["spooled"] == 1
+    assert [entry["row"] for entry in _poison(writer)] == [{"unconvertible": "_Strange named bad"}]
+    assert writer.stats["dropped"] == 1
+    writer._backoff = 0.0
+    writer.shutdown()
+
+
+def test_a_full_spool_drops_what_it_cannot_take_and_counts_it(store: Database, sdk: Sdk) -> None:
+    def dropped() -> float:
+        return sum(
+            point.value
+            for point in sdk.metric_points("otel_rag.sink.dropped")
+            if point.attributes.get("reason") == "spool_full"
+        )
+
+    before = dropped()
+    writer = PostgresWriter(_options(store, dsn=_dead(store), connect_timeout=1, spool_max_bytes=600))
+    writer.submit("log", [_log(f"record {index} " + "x" * 100) for index in range(10)])
+    assert writer.force_flush(10)
+    spooled = _spooled(writer)
+    assert 0 < spooled < 10 and writer.stats["spooled"] == spooled
+    assert dropped() - before == 10 - spooled == writer.stats["dropped"]
+    writer._backoff = 0.0
+    writer.shutdown()
+
+
+def test_a_spool_that_cannot_be_written_is_reported_and_its_records_counted(
+    store: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = scratch_dir("not-a-folder-") / "file"
+    blocker.write_text("a file where the spool folder should be")
+    writer = PostgresWriter(_options(store, dsn=_dead(store), connect_timeout=1, spool_dir=blocker / "spool"))
+    caplog.set_level(logging.WARNING, logger="otel_rag.store")
+    writer.submit("log", [_log("one"), _log("two"), _Strange("three")])
+    assert writer.force_flush(10)
+    assert writer.stats["spooled"] == 0 and writer.stats["dropped"] == 3
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(message.startswith(f"cannot write the poison file in {blocker}/spool: ") for message in messages)
+    assert any(message.startswith(f"cannot write to the spool at {blocker}/spool: ") for message in messages)
+    writer._backoff = 0.0
+    writer.shutdown()
+
+
+def test_the_spool_keeps_the_configured_fsync_policy(store: Database) -> None:
+    writer = PostgresWriter(_options(store, spool_fsync="never"))
+    assert writer.spool().fsync == "never"
+    writer.shutdown()
+
+
+# -- redaction in the writer ---------------------------------------------------------------------------------------
+
+
+def test_the_shared_writer_redacts_logs_and_spans_before_they_are_stored(store: Database) -> None:
+    from opentelemetry.trace import SpanContext
+
+    writer = shared_writer(_options(store), Redactor())
+    try:
+        span = ReadableSpan(
+            name="call",
+            context=SpanContext(7, 7, False),
+            resource=RESOURCE,
+            attributes={"note": "password=hunter2"},
+            start_time=time.time_ns(),
+            end_time=time.time_ns(),
+        )
+        writer.submit("log", [_log("login with password=hunter2")])
+        writer.submit("span", [span])
+        assert writer.force_flush(10)
+        assert store.scalar("SELECT body FROM otel_rag.logs") == "login with password=[REDACTED]"
+        assert store.scalar("SELECT attributes->>'note' FROM otel_rag.spans") == "password=[REDACTED]"
+        writer.shutdown()
+    finally:
+        writer_module._shared.clear()
+
+
+# -- poison isolation under a real fault ---------------------------------------------------------------------------
+
+
+def test_postgres_dropping_the_connection_while_a_batch_is_split_spools_the_rest(store: Database) -> None:
+    writer = PostgresWriter(_options(store))
+    writer._next_orphan_check = time.monotonic() + 60
+    writer.submit("log", [_log("partition")])
+    assert writer.force_flush(10)
+    with psycopg.connect(store.admin_dsn, autocommit=True) as admin:  # a row "kill" ends the writer's session
+        admin.execute(
+            "CREATE FUNCTION otel_rag.kill_on_marker() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.body = 'kill' THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF; RETURN NEW; END $$"
+        )
+        admin.execute(
+            "CREATE TRIGGER kill_on_marker BEFORE INSERT ON otel_rag.logs "
+            "FOR EACH ROW EXECUTE FUNCTION otel_rag.kill_on_marker()"
+        )
+    now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+
+    def row(body: str, record_id: str) -> tuple[Any, ...]:
+        return (now, record_id, None, None, "svc", None, "info", 9, None, body, "{}", "{}", None, None, None)
+
+    bad_id = "n" * 300
+    items = [("log", row("bad", bad_id)), ("log", row("good 1", str(uuid.uuid4())))]
+    items += [("log", row("kill", str(uuid.uuid4()))), ("log", row("good 2", str(uuid.uuid4())))]
+    assert writer._write_items(items)  # the refused row is set aside; the half with the marker meets the outage
+    assert _count(store) == 2 and _spooled(writer) == 2
+    (poison,) = _poison(writer)
+    assert poison["reason"].startswith('InvalidTextRepresentation: invalid input syntax for type uuid: "nnn')
+    assert len(poison["reason"]) == len("InvalidTextRepresentation: ") + 200
+    with psycopg.connect(store.admin_dsn, autocommit=True) as admin:
+        admin.execute("DROP TRIGGER kill_on_marker ON otel_rag.logs")
+    writer._backoff = 0.0
+    assert writer.force_flush(10)
+    assert _count(store) == 4 and writer.stats["dropped"] == 1
+    writer.shutdown()

@@ -378,7 +378,7 @@ class PostgresWriter:
         try:
             written, refused = self.spool().append(items)
         except (OSError, ValueError) as error:  # a full or read-only disk, a spool already closed
-            self._warn_once(f"cannot write to the spool at {self.options.spool_dir}: {error}")
+            self._warn_later(f"cannot write to the spool at {self.options.spool_dir}: {error}")
             written, refused = 0, len(items)
         self.stats["spooled"] += written
         metrics.sink_spooled.add(written)
@@ -397,7 +397,7 @@ class PostgresWriter:
                 queue=self.options.queue_size,
                 poison=self._poison_path(),
             )
-            self._warn_once(
+            self._warn_later(
                 f"otel-rag dropped {count} records: {why}; further drops are counted in otel_rag.sink.dropped"
             )
 
@@ -408,7 +408,7 @@ class PostgresWriter:
             else f"{self.options.spool_dir}/*/poison.jsonl"
         )
 
-    def _warn_once(self, message: str) -> None:
+    def _warn_later(self, message: str) -> None:
         """Queue a warning for the writer thread to log (logging writes to stdout: not on the caller's thread)."""
         self._pending_warnings.append(message)
         with self._condition:
@@ -432,7 +432,7 @@ class PostgresWriter:
             for why, group in by_reason.items():
                 self.spool().quarantine(group, why)
         except (OSError, ValueError) as error:
-            self._warn_once(f"cannot write the poison file in {self.options.spool_dir}: {error}")
+            self._warn_later(f"cannot write the poison file in {self.options.spool_dir}: {error}")
         self._dropped(len(items), "poison")
 
     def _replay_spool(self) -> bool:
@@ -602,7 +602,7 @@ class PostgresWriter:
         if len(items) == 1:
             first_line = (str(error).splitlines() or [""])[0][:200]
             self._quarantine(items, f"{type(error).__name__}: {first_line}")
-            self._warn_once(f"a record was refused by Postgres and quarantined in {self._poison_path()}: {first_line}")
+            self._warn_later(f"a record was refused by Postgres and quarantined in {self._poison_path()}: {first_line}")
             return
         middle = len(items) // 2
         for half in (items[:middle], items[middle:]):
