@@ -8,7 +8,7 @@ APT_PROGRAMS := $(PG15) /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheu
 APT_PACKAGES := postgresql-15 prometheus prometheus-alertmanager chromium
 UI_STAMP := ui/node_modules/.installed
 
-.PHONY: demo test lint system-deps stack-binaries ui bench clean
+.PHONY: demo test lint system-deps stack-binaries ui bench mutation clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -61,5 +61,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/query_latency.py
 	$(BIN)/python -m bench.otlp_pipeline
 
+# Mutation testing of the guarantee code (slow: not part of `make test`); scores and survivors in docs/testing.md.
+mutation: $(STAMP)
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache ui/node_modules otel_rag/web/static
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache ui/node_modules otel_rag/web/static mutants
