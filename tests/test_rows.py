@@ -264,3 +264,11 @@ def test_limits_defaults() -> None:
     limits = Limits()
     assert (limits.max_body, limits.max_value, limits.max_attributes) == (65_536, 16_384, 262_144)
     assert dt.datetime.fromisoformat(rows._iso(T0)).tzinfo is not None
+
+
+def test_attributes_exactly_at_the_size_limit_are_kept_whole() -> None:
+    data = {"first": "x" * 60, "second": "y" * 60}  # over max_value: the careful path, each value within it
+    size = len(orjson.dumps(data))
+    assert json.loads(to_json(data, Limits(max_value=100, max_attributes=size))) == data
+    truncated = json.loads(to_json(data, Limits(max_value=100, max_attributes=size - 1)))
+    assert truncated == {"otel_rag.truncated": True, "original_size": size, "keys": ["first", "second"]}

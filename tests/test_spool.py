@@ -260,3 +260,21 @@ def test_corruption_is_counted_across_kinds_of_damage(tmp_path: Path) -> None:
     empty_payload = _HEADER.pack(0, zlib.crc32(b""))
     path.write_bytes(good + not_ours + empty_payload)  # a last frame of nothing but its header
     assert (read_segment(path).items, read_segment(path).corrupted) == ([("log", ("one",))], 2)
+
+
+def test_an_orphan_that_vanishes_while_adopted_does_not_stop_the_others(tmp_path: Path) -> None:
+    def orphan(owner: str) -> None:
+        dead = Spool(tmp_path, 1 << 20, owner=owner, fsync="never")
+        dead.append([("log", (owner,))])
+        dead._close_current()
+        fcntl.flock(dead._lock_file, fcntl.LOCK_UN)
+
+    orphan("a-dead")
+    orphan("b-dead")
+    vanished = tmp_path / "c-vanished"  # its lock leads nowhere: as if another heir removed it meanwhile
+    vanished.mkdir()
+    (vanished / "lock").symlink_to(tmp_path / "gone" / "lock")
+    orphan("d-dead")
+    orphan("e-dead")
+    heir = Spool(tmp_path, 1 << 20, owner="heir")
+    assert len(heir.segments()) == 4  # whatever order the folders come in
