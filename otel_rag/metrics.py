@@ -50,8 +50,8 @@ sink_spooled = _meter.create_counter(
 sink_dropped = _meter.create_counter(
     "otel_rag.sink.dropped",
     unit="{record}",
-    description="Records not stored, by reason: spool_full, spool_corrupted, poison (set aside in poison.jsonl: "
-    "refused by Postgres, time outside the partition window, not convertible), queue_full, shutdown.",
+    description="Records not stored, by reason: spool_full, spool_unwritable, spool_corrupted, poison (set aside in "
+    "poison.jsonl: refused by Postgres, time outside the partition window, not convertible), queue_full, shutdown.",
 )
 sink_batch_duration = _meter.create_histogram(
     "otel_rag.sink.batch.duration", unit="s", description="Time to write one batch into Postgres."
@@ -148,7 +148,7 @@ def start_health_counters(*, sink: bool, langsmith: bool) -> None:
     would miss it; a series that exists at 0 also lets dashboards show "no problems" rather than "no data".
     """
     if sink:
-        for reason in ("spool_full", "spool_corrupted", "poison", "queue_full", "shutdown"):
+        for reason in ("spool_full", "spool_unwritable", "spool_corrupted", "poison", "queue_full", "shutdown"):
             sink_dropped.add(0, {"reason": reason})
         sink_spooled.add(0)
         sink_retried.add(0)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -278,3 +280,52 @@ def test_an_orphan_that_vanishes_while_adopted_does_not_stop_the_others(tmp_path
     orphan("e-dead")
     heir = Spool(tmp_path, 1 << 20, owner="heir")
     assert len(heir.segments()) == 4  # whatever order the folders come in
+
+
+_FULL_DISK_SCENARIO = """
+import json, subprocess, sys
+from pathlib import Path
+from otel_rag.store.spool import Spool
+
+root = Path(sys.argv[1])
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(root)], check=True)
+spool = Spool(root / "spool", 1 << 30, fsync="always", owner="me")
+stored, failed = [], []
+for index in range(400):  # about 120 KiB of frames for 64 KiB of disk
+    try:
+        spool.append([("log", [str(index), "x" * 250])])
+        stored.append(index)
+    except OSError:
+        failed.append(index)
+first = spool.oldest()
+spool.remove(first)  # replayed: the space is free again
+for index in range(400, 450):
+    spool.append([("log", [str(index), "y" * 250])])
+second = spool.oldest()
+print(json.dumps({
+    "stored": stored, "failed": len(failed), "size_after": spool.size,
+    "first": [int(item[1][0]) for item in first.items], "first_corrupted": first.corrupted,
+    "second": [int(item[1][0]) for item in second.items], "second_corrupted": second.corrupted,
+    "second_bytes": second.path.stat().st_size,
+}))
+"""
+
+
+def test_a_full_disk_refuses_whole_records_and_the_spool_reads_back_exactly_what_it_accepted(
+    tmp_path: Path,
+) -> None:
+    """A real full disk: a 64 KiB tmpfs, mounted in a private user and mount namespace (no privileges needed)."""
+    (tmp_path / "disk").mkdir()
+    result = subprocess.run(
+        ["unshare", "--map-root-user", "--mount", sys.executable, "-c", _FULL_DISK_SCENARIO, str(tmp_path / "disk")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["failed"] > 0 and len(outcome["stored"]) > 100  # the disk did fill up
+    assert outcome["first"] == outcome["stored"] and outcome["first_corrupted"] == 0  # no torn or repeated record
+    assert outcome["second"] == list(range(400, 450)) and outcome["second_corrupted"] == 0
+    assert outcome["size_after"] == outcome["second_bytes"]  # the size it reports is what is on disk

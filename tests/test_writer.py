@@ -459,8 +459,14 @@ def test_a_full_spool_drops_what_it_cannot_take_and_counts_it(store: Database, s
 
 
 def test_a_spool_that_cannot_be_written_is_reported_and_its_records_counted(
-    store: Database, caplog: pytest.LogCaptureFixture
+    store: Database, sdk: Sdk, caplog: pytest.LogCaptureFixture
 ) -> None:
+    def dropped(reason: str) -> float:
+        return sum(
+            point.value for point in sdk.metric_points("otel_rag.sink.dropped") if point.attributes["reason"] == reason
+        )
+
+    before = dropped("spool_unwritable"), dropped("poison")
     blocker = scratch_dir("not-a-folder-") / "file"
     blocker.write_text("a file where the spool folder should be")
     writer = PostgresWriter(_options(store, dsn=_dead(store), connect_timeout=1, spool_dir=blocker / "spool"))
@@ -468,6 +474,7 @@ def test_a_spool_that_cannot_be_written_is_reported_and_its_records_counted(
     writer.submit("log", [_log("one"), _log("two"), _Strange("three")])
     assert writer.force_flush(10)
     assert writer.stats["spooled"] == 0 and writer.stats["dropped"] == 3
+    assert (dropped("spool_unwritable") - before[0], dropped("poison") - before[1]) == (2, 1)
     messages = [record.getMessage() for record in caplog.records]
     assert any(message.startswith(f"cannot write the poison file in {blocker}/spool: ") for message in messages)
     assert any(message.startswith(f"cannot write to the spool at {blocker}/spool: ") for message in messages)

@@ -12,6 +12,7 @@ skipped and counted, never allowed to stop the replay.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -106,11 +107,17 @@ class Spool:
                 self._size += len(frame)
                 written += 1
             if frames:
+                data = b"".join(frames)
                 stream = self._writable()
-                stream.write(b"".join(frames))
-                stream.flush()
-                self._sync(stream)
-                if stream.tell() >= _SEGMENT_BYTES:
+                start = os.fstat(stream.fileno()).st_size
+                try:
+                    _write_all(stream, data)
+                    self._sync(stream)
+                except OSError:  # a full disk, a failed fsync: none of these items is in the spool
+                    self._size -= len(data)
+                    self._abandon_current(start)
+                    raise
+                if start + len(data) >= _SEGMENT_BYTES:
                     self._close_current()
         return written, refused
 
@@ -126,6 +133,19 @@ class Spool:
         if self.fsync == "always" or (self.fsync == "interval" and now - self._last_fsync >= 1.0):
             os.fsync(stream.fileno())
             self._last_fsync = now
+
+    def _abandon_current(self, length: int) -> None:
+        """Cut a failed write off the segment (no torn frame is left to read back) and start a new segment next."""
+        stream, path = self._current, self._current_path
+        self._current = self._current_path = None
+        if stream is None or path is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(stream.fileno(), length)
+        with contextlib.suppress(OSError):
+            stream.close()
+        if length == 0:
+            path.unlink(missing_ok=True)
 
     def _close_current(self) -> None:
         if self._current is not None:
@@ -157,10 +177,9 @@ class Spool:
 
     def quarantine(self, items: Iterable[Item], reason: str) -> None:
         """Keep records that Postgres refuses (poison) for a person to look at, outside the replay path."""
+        lines = (orjson.dumps({"reason": reason, "kind": kind, "row": row}, default=str) + b"\n" for kind, row in items)
         with self._lock, _open_private(self.dir / "poison.jsonl") as poison:
-            for item in items:
-                record = {"reason": reason, "kind": item[0], "row": item[1]}
-                poison.write(orjson.dumps(record, default=str) + b"\n")
+            _write_all(poison, b"".join(lines))
 
     def release_after_fork(self) -> None:
         """In a forked child: drop the inherited lock descriptor without unlocking (the parent still holds it)."""
@@ -185,8 +204,16 @@ def _private_dir(path: Path) -> None:
 
 
 def _open_private(path: Path) -> BinaryIO:
-    """Open for appending, creating the file 0600 (never readable by others, not even for a moment)."""
-    return cast(BinaryIO, os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab"))
+    """Open for appending, creating the file 0600 (never readable by others, not even for a moment). Unbuffered:
+    a write that fails leaves nothing behind in a buffer to be written later, torn, by the next write or close."""
+    return cast(BinaryIO, os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab", buffering=0))
+
+
+def _write_all(stream: BinaryIO, data: bytes) -> None:
+    """Write every byte (an unbuffered write may take only part, e.g. when the disk fills up mid-write)."""
+    view = memoryview(data)
+    while view:
+        view = view[stream.write(view) :]
 
 
 def read_segment(path: Path) -> Segment:

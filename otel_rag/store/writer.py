@@ -89,6 +89,7 @@ _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 _CONTENT_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
 _DROP_REASONS = {
     "spool_full": "the spool at {dir} reached OTEL_RAG_SPOOL_MAX_BYTES={limit}",
+    "spool_unwritable": "the spool at {dir} could not be written (a full disk, or no permission)",
     "spool_corrupted": "a spool segment in {dir} failed its checksum",
     "poison": "they could not be stored as they are; they are kept in {poison}",
     "queue_full": "more arrived than OTEL_RAG_POSTGRES_QUEUE_SIZE={queue} while the writer was behind",
@@ -375,15 +376,16 @@ class PostgresWriter:
     def _spill_items(self, items: list[Item]) -> None:
         if not items:
             return
+        reason = "spool_full"
         try:
             written, refused = self.spool().append(items)
         except (OSError, ValueError) as error:  # a full or read-only disk, a spool already closed
             self._warn_later(f"cannot write to the spool at {self.options.spool_dir}: {error}")
-            written, refused = 0, len(items)
+            written, refused, reason = 0, len(items), "spool_unwritable"
         self.stats["spooled"] += written
         metrics.sink_spooled.add(written)
         if refused:
-            self._dropped(refused, "spool_full")
+            self._dropped(refused, reason)
 
     def _dropped(self, count: int, reason: str) -> None:
         """Count records that will not reach Postgres; the first time, say why (from the writer thread)."""
