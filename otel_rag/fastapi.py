@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -249,7 +249,10 @@ def _patch_classes() -> bool:
     return True
 
 
-def instrument_app(app: Any, user_id_header: str | None = None, excluded_urls: str | None = None) -> Any:
+_App = TypeVar("_App")
+
+
+def instrument_app(app: _App, user_id_header: str | None = None, excluded_urls: str | None = None) -> _App:
     """Trace every HTTP request of this Starlette/FastAPI app (one server span, trace headers, user id).
 
     Args:
@@ -258,6 +261,7 @@ def instrument_app(app: Any, user_id_header: str | None = None, excluded_urls: s
         excluded_urls: comma-separated regular expressions of paths not to trace, for this app only (default:
             OTEL_PYTHON_FASTAPI_EXCLUDED_URLS or OTEL_PYTHON_EXCLUDED_URLS).
 
+    Returns the same app, so that `app = instrument_app(FastAPI())` reads naturally.
     Safe to call twice, and together with the launcher: a request is traced once.
 
     Raises:

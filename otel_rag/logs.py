@@ -25,14 +25,15 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import orjson
 import structlog
 from opentelemetry import trace
 from opentelemetry._logs import Logger as OTelLogger
 from opentelemetry._logs import LoggerProvider, SeverityNumber
+from structlog.typing import EventDict, FilteringBoundLogger, Processor
 
 from .config import Settings
 from .redaction import Redactor, safe_str
@@ -40,8 +41,6 @@ from .tracing import ENDUSER_ID, FAILED_REQUEST_ATTR, attribute_value, request_u
 
 __all__ = ["JsonLogHandler", "adopt_console_handlers", "get_logger", "setup_logging"]
 
-EventDict = MutableMapping[str, Any]
-Processor = Callable[[Any, str, EventDict], Any]
 
 _LEVELS = {
     "debug": "debug",
@@ -67,11 +66,16 @@ _LINE_KEYS = frozenset(("timestamp", "level", "logger", "event", "service", "tra
 _CREATED = "_otel_rag_created"  # stdlib record time, carried from the handler to `enrich`
 
 
-def get_logger(name: str | None = None, **initial_values: Any) -> Any:
-    """A structlog logger; `name` defaults to the calling module's name."""
+def get_logger(name: str | None = None, **initial_values: Any) -> FilteringBoundLogger:
+    """A structlog logger bound to `name` (default: the calling module's name) and `initial_values`.
+
+    Its methods (`info`, `warning`, `exception`, ...) never raise into the app: a value that cannot be rendered
+    becomes a line that says so. Before `configure()` it is structlog's default logger.
+    """
     if name is None:
         name = sys._getframe(1).f_globals.get("__name__", "app")
-    return structlog.get_logger().bind(logger=name, **initial_values)
+    logger: FilteringBoundLogger = structlog.get_logger().bind(logger=name, **initial_values)
+    return logger
 
 
 def _safe_bound_logger(min_level: int) -> type[Any]:
@@ -453,7 +457,7 @@ def setup_logging(settings: Settings, provider: LoggerProvider | None) -> None:
     processors = build_processors(settings, provider)
     level = logging.getLevelNamesMapping()[settings.log_level.upper()]
     structlog.configure(
-        processors=cast(Any, processors),
+        processors=processors,
         wrapper_class=_safe_bound_logger(level),
         logger_factory=_stdout_logger_factory,
         cache_logger_on_first_use=True,
