@@ -8,7 +8,7 @@ APT_PROGRAMS := $(PG15) /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheu
 APT_PACKAGES := postgresql-15 prometheus prometheus-alertmanager chromium
 UI_STAMP := ui/node_modules/.installed
 
-.PHONY: demo test lint system-deps stack-binaries ui bench mutation clean
+.PHONY: demo test check lint system-deps stack-binaries ui bench mutation clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -46,7 +46,11 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict otel_rag
+	$(BIN)/mypy --strict otel_rag tests examples
+
+# The inner loop: lint, types and the unit tests (no root, Go, network or server needed), in seconds.
+check: lint
+	HYPOTHESIS_PROFILE=check $(BIN)/pytest -m "not integration" -q
 
 test: lint system-deps stack-binaries ui
 	$(BIN)/pytest

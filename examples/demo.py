@@ -160,8 +160,9 @@ def main() -> int:
             print(f"\n== HTTP {status}  X-Trace-Id: {trace_id}\n   {headers.get('body', '')[:300]}")
             for line in lines:
                 if line.get("trace_id") == trace_id:
-                    if isinstance(line.get("exception"), str):
-                        line["exception"] = line["exception"].splitlines()[-1]
+                    exception = line.get("exception")
+                    if isinstance(exception, str):
+                        line["exception"] = exception.splitlines()[-1]
                     print(json.dumps(line))
         print("\n== metrics (the service's Prometheus endpoint, OTEL_METRICS_EXPORTER=prometheus)\n")
         print("\n".join(metric_lines))

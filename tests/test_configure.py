@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.support.otlp import OtlpReceiver
 from tests.support.processes import BIN, AppProcess, base_env, free_port
+
+pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
 
 
 def test_programmatic_configuration_matches_the_launcher(otlp: OtlpReceiver) -> None:

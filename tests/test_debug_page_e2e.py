@@ -17,6 +17,8 @@ import pytest
 from tests.support.postgres import Database, scratch_dir
 from tests.support.processes import REPO, AppProcess, base_env, launch_uvicorn
 
+pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
+
 TOKEN = "e2e-debug-token-4f1c2a9b7d"
 ARTIFACTS = REPO / "test-artifacts" / "debug-page"
 SCRIPT = REPO / "ui" / "e2e" / "debug-page.mjs"

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from tests.support.postgres import scratch_dir
 from tests.support.processes import BIN, REPO, base_env
+
+pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
 
 
 def test_demo_runs_end_to_end() -> None:

@@ -16,6 +16,8 @@ import pytest
 from tests.support.processes import BIN, REPO, base_env, launch_script, launch_uvicorn
 from tests.support.stack import Collector, Jaeger, copy_logs, wait_until
 
+pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
+
 SECRET = "hunter2-never-shown"
 
 

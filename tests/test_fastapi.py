@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -45,7 +45,7 @@ def _get(app: Any, path: str, **headers: str | bytes) -> httpx.Response:
     async def call() -> httpx.Response:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await client.get(path, headers=headers)
+            return await client.get(path, headers=cast(dict[str, str], headers))
 
     return asyncio.run(call())
 

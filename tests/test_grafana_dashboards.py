@@ -19,6 +19,8 @@ from tests.support.grafana import DASHBOARDS, dashboard_targets, load_dashboard,
 from tests.support.processes import REPO
 from tests.support.stack import PROMTOOL, require
 
+pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
+
 PROVISIONING = REPO / "grafana" / "provisioning"
 TOPICS = {"ingestion", "errors", "latency", "llm", "quality", "pipeline"}
 

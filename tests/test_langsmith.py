@@ -17,6 +17,8 @@ from otel_rag.langsmith import LangSmithMirror, run_id
 from otel_rag.tracing import begin_request, end_request
 from tests.support.langsmith_server import PROJECT_ID, TENANT_ID, LangSmithStub
 
+pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
+
 
 @pytest.fixture
 def stub() -> Iterator[LangSmithStub]:

@@ -7,9 +7,12 @@ import subprocess
 import time
 
 import httpx
+import pytest
 
 from tests.support.otlp import OtlpReceiver
 from tests.support.processes import BIN, REPO, base_env, launch_script, launch_uvicorn
+
+pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 REQUIRED_KEYS = {"timestamp", "level", "logger", "event", "service", "trace_id", "span_id"}

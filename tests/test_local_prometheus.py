@@ -12,6 +12,8 @@ from otel_rag.local_prometheus import metric_exporters_for_sdk, take_warnings, w
 from otel_rag.prometheus_reader import LocalPrometheusReader
 from tests.support.processes import base_env, free_port, launch_uvicorn
 
+pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
+
 
 @pytest.mark.parametrize(
     ("argv", "environ", "expected"),

@@ -12,6 +12,7 @@ import time
 
 import httpx
 import psycopg
+import pytest
 
 from tests.support.langsmith_server import LangSmithStub
 from tests.support.leaky_app import MARK
@@ -19,6 +20,8 @@ from tests.support.otlp import OtlpReceiver
 from tests.support.postgres import Database, scratch_dir
 from tests.support.processes import base_env, launch_uvicorn
 from tests.support.secrets import CORPUS
+
+pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
 
 USER = "leaky.user@example.com"
 RESOURCE_SECRET = "RESOURCEpassword0123"

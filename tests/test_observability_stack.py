@@ -33,6 +33,8 @@ from tests.support.stack import (
     wait_until,
 )
 
+pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
+
 DOCUMENTS = [
     ("returns.md", b"# Returns\n\nRefunds are accepted within thirty days of purchase with the original receipt.\n"),
     ("shipping.md", b"# Shipping\n\nStandard shipping takes five business days. Express shipping takes two days.\n"),

@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 import subprocess
 
+import pytest
 import yaml
 
 from tests.support.processes import REPO
 from tests.support.stack import PROMTOOL, require
+
+pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
 
 PROMETHEUS_DIR = REPO / "prometheus"
 

@@ -11,6 +11,8 @@ from tests.support.pdf import make_pdf
 from tests.support.postgres import Database, scratch_dir
 from tests.support.processes import base_env, launch_uvicorn
 
+pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
+
 MARKDOWN = b"""# Returns
 
 Refunds are accepted within thirty days of purchase. The original receipt is required for every refund.

@@ -313,7 +313,7 @@ class _Recording(InMemorySpanExporter):
 
 class _RecordingLogs(InMemoryLogRecordExporter):
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.flushes: list[int] = []
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:

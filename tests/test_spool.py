@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,12 @@ def test_fsync_policies(
 ) -> None:
     calls: list[int] = []
     real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
     spool = Spool(tmp_path, 1 << 20, fsync=policy, owner="me")
     for _ in range(appends):
         spool.append([("log", ROW)])
@@ -96,7 +102,7 @@ def test_interval_fsync_happens_again_after_a_second(tmp_path: Path, monkeypatch
     calls: list[int] = []
     monkeypatch.setattr(os, "fsync", calls.append)
     clock = [1000.0]
-    monkeypatch.setattr(spool_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     spool = Spool(tmp_path, 1 << 20, fsync="interval", owner="me")
     spool.append([("log", ROW)])
     clock[0] += 0.999
@@ -167,7 +173,7 @@ def test_a_damaged_segment_keeps_what_is_readable(tmp_path: Path) -> None:
 
 def test_quarantine_keeps_each_record_with_its_reason(tmp_path: Path) -> None:
     spool = Spool(tmp_path, 1 << 20, owner="me")
-    spool.quarantine([("log", ("a", 1)), ("span", {"unconvertible": "x"})], "why not")
+    spool.quarantine([("log", ("a", 1)), ("span", {"unconvertible": "x"})], "why not")  # type: ignore[list-item]
     spool.quarantine([("log", ("b",))], "another")
     lines = [json.loads(line) for line in (spool.dir / "poison.jsonl").read_text().splitlines()]
     assert lines == [
@@ -311,6 +317,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.integration  # a child process
 def test_a_full_disk_refuses_whole_records_and_the_spool_reads_back_exactly_what_it_accepted(
     tmp_path: Path,
 ) -> None:

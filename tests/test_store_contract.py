@@ -270,8 +270,19 @@ def test_a_span_row_spooled_before_a_column_was_added_is_replayed(store: Databas
     """Columns are only appended: a row from an older version's spool gets NULLs for the new ones."""
     spool_dir = scratch_dir("spool-")
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000000+00:00", time.gmtime())
-    old_row = (now, now, 1.0, "ab" * 16, "cd" * 8, None, "svc", None, "from an older spool", "INTERNAL", "UNSET")
-    old_row += (None, "scope", "{}", "[]", "{}", None, None, None)  # 19 values: no parent_remote yet
+    old_row: tuple[Any, ...] = (now, now, 1.0, "ab" * 16, "cd" * 8, None, "svc", None, "from an older spool")
+    old_row += (
+        "INTERNAL",
+        "UNSET",
+        None,
+        "scope",
+        "{}",
+        "[]",
+        "{}",
+        None,
+        None,
+        None,
+    )  # 19 values: no parent_remote yet
     dead = Spool(spool_dir, 1 << 20, owner="older-version")
     dead.append([("span", old_row)])
     dead.release_after_fork()

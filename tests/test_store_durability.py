@@ -10,11 +10,14 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from otel_rag.store.embedded import LocalPostgres
 from otel_rag.store.migrate import migrate
 from tests.support.postgres import scratch_dir, start_server
 from tests.support.processes import BIN, REPO, base_env
+
+pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
 
 
 def _emitter(server: LocalPostgres, spool: Path, *args: str, **env: str) -> subprocess.Popen[str]:
@@ -109,7 +112,7 @@ def test_killed_process_spool_is_replayed_after_restart() -> None:
         _, stderr = second.communicate(timeout=120)
         assert second.returncode == 0, stderr
         assert _counts(server) == (500, 500)
-        assert _stats(stderr)["stats"].get("replayed") == 500  # type: ignore[union-attr]
+        assert _stats(stderr)["stats"].get("replayed") == 500  # type: ignore[attr-defined]
         assert not list(spool.rglob("*.seg"))
     finally:
         server.remove()

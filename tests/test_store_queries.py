@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from otel_rag.store import queries
 from tests.support.postgres import Database
@@ -214,7 +215,7 @@ def test_queries_use_the_indexes(store: Database) -> None:
     assert not _real_seq_scans(traces_plan), traces_plan
     recent = _plan(
         store,
-        queries.logs_sql("otel_rag", [queries.sql.SQL("time >= %(start)s"), queries.sql.SQL("time < %(end)s")]),
+        queries.logs_sql("otel_rag", [sql.SQL("time >= %(start)s"), sql.SQL("time < %(end)s")]),
         {"start": now - dt.timedelta(minutes=15), "end": now, "limit": 1000},
     )
     assert not _real_seq_scans(recent), recent

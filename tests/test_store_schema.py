@@ -19,6 +19,8 @@ from otel_rag.store.migrate import (
 from tests.support.postgres import DEBIAN_PG15, Database, start_server
 from tests.support.processes import BIN
 
+pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
+
 
 def test_migrate_is_idempotent_and_recorded(store: Database) -> None:
     assert migrate(store.admin_dsn) == []  # the fixture applied everything already

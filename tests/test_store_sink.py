@@ -246,13 +246,9 @@ def test_the_sink_reports_its_own_health_as_metrics(store: Database, sdk: Any) -
     emit_sample_trace(dead)
     assert dead.force_flush(20)
 
-    def total(name: str, **attributes: str) -> float:
-        points = sdk.metric_points(name)
-        return sum(p.value for p in points if all(p.attributes.get(k) == v for k, v in attributes.items()))
-
-    assert total("otel_rag.sink.exported", signal="traces") >= 3
-    assert total("otel_rag.sink.spooled") >= 3
-    assert total("otel_rag.sink.retried") >= 1
+    assert sdk.metric_total("otel_rag.sink.exported", signal="traces") >= 3
+    assert sdk.metric_total("otel_rag.sink.spooled") >= 3
+    assert sdk.metric_total("otel_rag.sink.retried") >= 1
     assert sdk.metric_points("otel_rag.sink.batch.duration")
     assert [p.value for p in sdk.metric_points("otel_rag.sink.spool.size")][-1] > 0
     assert sdk.metric_points("otel_rag.sink.queued")

@@ -180,6 +180,7 @@ def test_otel_rag_serve_binds_loopback_without_a_token(seeded: Seeded) -> None:
     assert "OTEL_RAG_DEBUG_TOKEN is not set, so the debug page listens on 127.0.0.1 only" in stderr
 
 
+@pytest.mark.integration  # a child process
 def test_otel_rag_serve_without_a_store_says_which_variable() -> None:
     result = subprocess.run([str(BIN / "otel-rag"), "serve"], env=base_env(), capture_output=True, text=True)
     assert result.returncode == 2

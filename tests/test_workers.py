@@ -6,9 +6,12 @@ import collections
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.otlp import OtlpReceiver
 from tests.support.processes import AppProcess, base_env, launch_gunicorn, launch_uvicorn
+
+pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
 
 REQUESTS = 60
 

@@ -49,7 +49,7 @@ def _log(body: str, nanoseconds: int | None = None) -> ReadableLogRecord:
 
 
 def _count(store: Database) -> int:
-    return int(store.scalar("SELECT count(*) FROM otel_rag.logs"))  # type: ignore[arg-type]
+    return int(store.scalar("SELECT count(*) FROM otel_rag.logs"))
 
 
 def _spooled(writer: PostgresWriter) -> int:
@@ -134,18 +134,11 @@ def test_flush_gives_up_at_its_deadline(store: Database) -> None:
 
 
 def test_its_own_metrics_count_what_it_stored(store: Database, sdk: Sdk) -> None:
-    def total(name: str, **attributes: str) -> float:
-        return sum(
-            point.value if hasattr(point, "value") else point.count
-            for point in sdk.metric_points(name)
-            if all(point.attributes.get(key) == value for key, value in attributes.items())
-        )
-
     before_logs, before_traces = (
-        total("otel_rag.sink.exported", signal="logs"),
-        total("otel_rag.sink.exported", signal="traces"),
+        sdk.metric_total("otel_rag.sink.exported", signal="logs"),
+        sdk.metric_total("otel_rag.sink.exported", signal="traces"),
     )
-    before_batches = total("otel_rag.sink.batch.duration")
+    before_batches = sdk.metric_total("otel_rag.sink.batch.duration")
     writer = PostgresWriter(_options(store))
     span = ReadableSpan(
         name="stored",
@@ -158,9 +151,9 @@ def test_its_own_metrics_count_what_it_stored(store: Database, sdk: Sdk) -> None
     writer.submit("log", [_log("one"), _log("two"), _log("three")])
     writer.submit("span", [span, broken])
     assert writer.force_flush(10)
-    assert total("otel_rag.sink.exported", signal="logs") - before_logs == 3
-    assert total("otel_rag.sink.exported", signal="traces") - before_traces == 1  # not the unconvertible one
-    assert total("otel_rag.sink.batch.duration") - before_batches >= 1
+    assert sdk.metric_total("otel_rag.sink.exported", signal="logs") - before_logs == 3
+    assert sdk.metric_total("otel_rag.sink.exported", signal="traces") - before_traces == 1  # not the unconvertible one
+    assert sdk.metric_total("otel_rag.sink.batch.duration") - before_batches >= 1
     assert writer.stats["exported"] == 4 and writer.stats["queued"] == 5
     writer.submit("log", [_log("four")])
     assert writer.force_flush(10)
@@ -354,10 +347,7 @@ def test_the_jitter_spreads_retries_by_a_fifth_either_way(store: Database) -> No
 def test_an_outage_is_retried_quietly_and_a_refusal_is_said_once(
     store: Database, sdk: Sdk, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def retried() -> float:
-        return sum(point.value for point in sdk.metric_points("otel_rag.sink.retried"))
-
-    before = retried()
+    before = sdk.metric_total("otel_rag.sink.retried")
     writer = PostgresWriter(_options(store, dsn=_dead(store), connect_timeout=1))
     caplog.set_level(logging.DEBUG, logger="otel_rag.store")
     assert writer._write_items([("log", _log("x"))]) is False
@@ -374,7 +364,7 @@ def test_an_outage_is_retried_quietly_and_a_refusal_is_said_once(
     message = errors[0].getMessage()
     assert message.startswith("postgres sink cannot write (") and "password" in message and "wrong" not in message
     assert message.endswith("): records are kept in the spool and retried")
-    assert retried() - before == 4 == writer.stats["retried"]
+    assert sdk.metric_total("otel_rag.sink.retried") - before == 4 == writer.stats["retried"]
     writer._backoff = 0.0
     writer.shutdown()
 
@@ -441,11 +431,7 @@ def test_records_spilled_during_an_outage_keep_the_unconvertible_apart(store: Da
 
 def test_a_full_spool_drops_what_it_cannot_take_and_counts_it(store: Database, sdk: Sdk) -> None:
     def dropped() -> float:
-        return sum(
-            point.value
-            for point in sdk.metric_points("otel_rag.sink.dropped")
-            if point.attributes.get("reason") == "spool_full"
-        )
+        return sdk.metric_total("otel_rag.sink.dropped", reason="spool_full")
 
     before = dropped()
     writer = PostgresWriter(_options(store, dsn=_dead(store), connect_timeout=1, spool_max_bytes=600))
@@ -462,9 +448,7 @@ def test_a_spool_that_cannot_be_written_is_reported_and_its_records_counted(
     store: Database, sdk: Sdk, caplog: pytest.LogCaptureFixture
 ) -> None:
     def dropped(reason: str) -> float:
-        return sum(
-            point.value for point in sdk.metric_points("otel_rag.sink.dropped") if point.attributes["reason"] == reason
-        )
+        return sdk.metric_total("otel_rag.sink.dropped", reason=reason)
 
     before = dropped("spool_unwritable"), dropped("poison")
     blocker = scratch_dir("not-a-folder-") / "file"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -57,7 +58,7 @@ class Database:
             return self.admin_dsn
         return self.server.dsn(user=role, password=ROLE_PASSWORD, dbname=self.name)
 
-    def scalar(self, query: str, *params: object) -> object:
+    def scalar(self, query: str, *params: object) -> Any:
         with psycopg.connect(self.admin_dsn) as connection:
             row = connection.execute(query.encode(), params or None).fetchone()
             return row[0] if row else None
