@@ -24,16 +24,11 @@ from pathlib import Path
 
 from otel_rag.store.embedded import LocalPostgres
 from otel_rag.store.migrate import migrate
+from otel_rag.testing import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DATA = Path(os.environ.get("OTEL_RAG_DEMO_DIR", REPO / ".data")).resolve()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 DOCUMENT = b"""# Returns and shipping
@@ -106,7 +101,7 @@ def _scrape(url: str) -> list[str]:
 
 
 def _run_service(dsn: str) -> tuple[list[tuple[int, dict[str, str]]], list[dict[str, object]], list[str]]:
-    port, llm_port, metrics_port = _free_port(), _free_port(), _free_port()
+    port, llm_port, metrics_port = free_port(), free_port(), free_port()
     env = dict(os.environ)
     env.update(
         {

@@ -35,6 +35,7 @@ from opentelemetry._logs import Logger as OTelLogger
 from opentelemetry._logs import LoggerProvider, SeverityNumber
 from structlog.typing import EventDict, FilteringBoundLogger, Processor
 
+from ._time import UtcSeconds
 from .config import Settings
 from .redaction import Redactor, safe_str
 from .tracing import ENDUSER_ID, FAILED_REQUEST_ATTR, attribute_value, request_user_box
@@ -131,24 +132,9 @@ def write_failure_line(method_name: str, event: Sequence[Any], error: BaseExcept
 # -- processors ---------------------------------------------------------------------------------------------
 
 
-class _Timestamps:
-    """ISO 8601 UTC timestamps with microseconds; the date-time prefix is formatted once per second."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-
-    def format(self, epoch: float) -> str:
-        second = int(epoch)
-        if second != self._second:
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        return f"{self._prefix}.{int((epoch - second) * 1_000_000):06d}Z"
-
-
 def make_enricher(service: str) -> Processor:
     """Build the processor that gives every line the common schema, in a stable key order."""
-    timestamps = _Timestamps()
+    utc_seconds = UtcSeconds()
     get_span = trace.get_current_span
     # Lines logged under the same span reuse its hex ids: (span context, trace hex, span hex).
     last_ids: tuple[Any, str, str] = (None, "", "")
@@ -167,13 +153,13 @@ def make_enricher(service: str) -> Processor:
                 valid = True
         if not valid:
             trace_hex = span_hex = None
-        elif last_ids[0] is span_context:
-            trace_hex, span_hex = last_ids[1], last_ids[2]
+        elif (cached := last_ids)[0] is span_context:  # one read: another thread may swap it in between
+            _, trace_hex, span_hex = cached
         else:
             trace_hex, span_hex = format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
             last_ids = (span_context, trace_hex, span_hex)
         line: dict[str, Any] = {
-            "timestamp": timestamps.format(epoch),
+            "timestamp": f"{utc_seconds(int(epoch))}.{int((epoch - int(epoch)) * 1_000_000):06d}Z",
             "level": _LEVELS.get(method_name, method_name),
             "logger": event_dict.pop("logger", None),
             "event": event_dict.pop("event", None),

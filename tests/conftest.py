@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from otel_rag.testing import CapturedTelemetry, capture_telemetry
 from tests.support.otlp import OtlpReceiver
 
 # Property tests: 300 examples each in the full suite, 30 in `make check` (HYPOTHESIS_PROFILE=check).
@@ -52,73 +53,13 @@ def otlp() -> Iterator[OtlpReceiver]:
         yield receiver
 
 
-class Sdk:
-    """The real OTel SDK with in-memory exporters, installed once per test process as the global providers."""
-
-    def __init__(self) -> None:
-        from opentelemetry import _logs, metrics, trace
-        from opentelemetry.sdk._logs import LoggerProvider
-        from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-        from otel_rag.tracing import UserSpanProcessor
-
-        resource = Resource.create({"service.name": "unit-tests"})
-        self.spans = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider(resource=resource)
-        self.tracer_provider.add_span_processor(UserSpanProcessor())
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
-        trace.set_tracer_provider(self.tracer_provider)
-        self.metric_reader = InMemoryMetricReader()
-        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[self.metric_reader]))
-        self.logs = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
-        self.logger_provider = LoggerProvider(resource=resource)
-        self.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(self.logs))
-        _logs.set_logger_provider(self.logger_provider)
-
-    def finished(self) -> list[Any]:
-        return list(self.spans.get_finished_spans())
-
-    def metric_points(self, name: str) -> list[Any]:
-        data = self.metric_reader.get_metrics_data()
-        points: list[Any] = []
-        for resource_metrics in data.resource_metrics if data else []:
-            for scope_metrics in resource_metrics.scope_metrics:
-                for metric in scope_metrics.metrics:
-                    if metric.name == name:
-                        points.extend(metric.data.data_points)
-        return points
-
-    def metric_total(self, name: str, **attributes: str) -> float:
-        """The sum of a counter (or the count of a histogram) over the points with these attributes."""
-        return float(
-            sum(
-                point.value if hasattr(point, "value") else point.count
-                for point in self.metric_points(name)
-                if all(point.attributes.get(key) == value for key, value in attributes.items())
-            )
-        )
-
-
-_sdk: Sdk | None = None
-
-
 @pytest.fixture
-def sdk() -> Sdk:
-    global _sdk
-    if _sdk is None:
-        _sdk = Sdk()
-    _sdk.spans.clear()
-    _sdk.logs.clear()
+def sdk() -> CapturedTelemetry:
+    """The real SDK with in-memory exporters as the global providers (otel_rag.testing), cleared for this test."""
     from otel_rag.tracing import request_user_box
 
     request_user_box.set(None)  # a user set by an earlier test must not leak into this one
-    return _sdk
+    return capture_telemetry()
 
 
 @pytest.fixture(scope="session")

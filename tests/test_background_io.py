@@ -22,10 +22,11 @@ from typing import Any
 import httpx
 import pytest
 
+from otel_rag.testing import free_port
 from tests.support.langsmith_server import LangSmithStub
 from tests.support.otlp import OtlpReceiver
 from tests.support.postgres import Database, scratch_dir
-from tests.support.processes import AppProcess, base_env, free_port, launch_uvicorn
+from tests.support.processes import AppProcess, base_env, launch_uvicorn
 
 pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from otel_rag.testing import free_port
 from tests.support.otlp import OtlpReceiver
-from tests.support.processes import BIN, base_env, free_port
+from tests.support.processes import BIN, base_env
 
 pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
 

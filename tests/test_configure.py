@@ -5,8 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from otel_rag.testing import free_port
 from tests.support.otlp import OtlpReceiver
-from tests.support.processes import BIN, AppProcess, base_env, free_port
+from tests.support.processes import BIN, AppProcess, base_env
 
 pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
 

@@ -14,8 +14,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 import otel_rag
-
-from .conftest import Sdk
+from otel_rag.testing import CapturedTelemetry
 
 
 def _app() -> FastAPI:
@@ -50,7 +49,7 @@ def _get(app: Any, path: str, **headers: str | bytes) -> httpx.Response:
     return asyncio.run(call())
 
 
-def test_server_span_headers_route_and_user(sdk: Sdk) -> None:
+def test_server_span_headers_route_and_user(sdk: CapturedTelemetry) -> None:
     app = _app()
     response = _get(app, "/items/7", **{"X-Tenant-User": "t-1"})
     assert response.status_code == 200
@@ -64,13 +63,13 @@ def test_server_span_headers_route_and_user(sdk: Sdk) -> None:
     assert response.headers["traceresponse"].split("-")[2] == format(span.context.span_id, "016x")
 
 
-def test_set_user_in_sync_endpoint_reaches_server_span(sdk: Sdk) -> None:
+def test_set_user_in_sync_endpoint_reaches_server_span(sdk: CapturedTelemetry) -> None:
     _get(_app(), "/who")
     (span,) = sdk.finished()
     assert span.attributes["enduser.id"] == "from-code"
 
 
-def test_unhandled_exception_is_an_error_span_and_500(sdk: Sdk) -> None:
+def test_unhandled_exception_is_an_error_span_and_500(sdk: CapturedTelemetry) -> None:
     response = _get(_app(), "/boom")
     assert response.status_code == 500
     assert "x-trace-id" in response.headers
@@ -80,13 +79,13 @@ def test_unhandled_exception_is_an_error_span_and_500(sdk: Sdk) -> None:
     assert span.attributes["http.response.status_code"] == 500
 
 
-def test_mounted_sub_app_is_traced_once(sdk: Sdk) -> None:
+def test_mounted_sub_app_is_traced_once(sdk: CapturedTelemetry) -> None:
     response = _get(_app(), "/sub/ok")
     assert response.text == "sub"
     assert len(sdk.finished()) == 1
 
 
-def test_instrument_app_twice_is_harmless_and_metrics_are_recorded(sdk: Sdk) -> None:
+def test_instrument_app_twice_is_harmless_and_metrics_are_recorded(sdk: CapturedTelemetry) -> None:
     app = _app()
     otel_rag.instrument_app(app)
     _get(app, "/items/1")
@@ -98,7 +97,7 @@ def test_instrument_app_twice_is_harmless_and_metrics_are_recorded(sdk: Sdk) -> 
     assert (None, 404) in by_route  # unmatched paths never become a route label (no cardinality blow-up)
 
 
-def test_uninstrumented_app_is_left_alone(sdk: Sdk) -> None:
+def test_uninstrumented_app_is_left_alone(sdk: CapturedTelemetry) -> None:
     app = FastAPI()
 
     @app.get("/x")
@@ -111,7 +110,7 @@ def test_uninstrumented_app_is_left_alone(sdk: Sdk) -> None:
     assert [span for span in sdk.finished() if span.instrumentation_scope.name == "otel_rag.http"] == []
 
 
-def test_excluded_urls_are_not_traced(sdk: Sdk, use_settings: Any) -> None:
+def test_excluded_urls_are_not_traced(sdk: CapturedTelemetry, use_settings: Any) -> None:
     use_settings(OTEL_PYTHON_EXCLUDED_URLS="/sub/, ^/who$", OTEL_PYTHON_FASTAPI_EXCLUDED_URLS="^/items/9$")
     app = _app()
     excluded = _get(app, "/items/9")
@@ -121,7 +120,7 @@ def test_excluded_urls_are_not_traced(sdk: Sdk, use_settings: Any) -> None:
     assert [span.name for span in sdk.finished()] == ["GET /who", "GET /items/{item_id}"]
 
 
-def test_two_apps_in_one_process_keep_their_own_options(sdk: Sdk) -> None:
+def test_two_apps_in_one_process_keep_their_own_options(sdk: CapturedTelemetry) -> None:
     main, admin = FastAPI(), FastAPI()
     for app in (main, admin):
 
@@ -145,7 +144,7 @@ def test_two_apps_in_one_process_keep_their_own_options(sdk: Sdk) -> None:
         otel_rag.instrument_app(FastAPI(), excluded_urls="(unclosed")
 
 
-def test_user_id_header_is_utf8_and_bounded(sdk: Sdk) -> None:
+def test_user_id_header_is_utf8_and_bounded(sdk: CapturedTelemetry) -> None:
     app = _app()
     _get(app, "/items/1", **{"X-Tenant-User": "Zoë-用户".encode()})
     _get(app, "/items/2", **{"X-Tenant-User": "u" * 500})

@@ -10,7 +10,8 @@ import pytest
 
 from otel_rag.local_prometheus import metric_exporters_for_sdk, take_warnings, worker_count
 from otel_rag.prometheus_reader import LocalPrometheusReader
-from tests.support.processes import base_env, free_port, launch_uvicorn
+from otel_rag.testing import free_port
+from tests.support.processes import base_env, launch_uvicorn
 
 pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
 

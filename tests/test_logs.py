@@ -15,8 +15,7 @@ from opentelemetry._logs import SeverityNumber
 from otel_rag import get_logger, set_user, trace_span
 from otel_rag.config import load_settings
 from otel_rag.logs import setup_logging
-
-from .conftest import Sdk
+from otel_rag.testing import CapturedTelemetry
 
 
 @pytest.fixture
@@ -28,12 +27,12 @@ def lines(capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
     structlog.reset_defaults()
 
 
-def _setup(sdk: Sdk | None, **env: str) -> None:
+def _setup(sdk: CapturedTelemetry | None, **env: str) -> None:
     settings = load_settings({"OTEL_SERVICE_NAME": "svc", **env})
     setup_logging(settings, provider=sdk.logger_provider if sdk else None)
 
 
-def test_structlog_and_stdlib_share_one_schema(sdk: Sdk, lines: Any) -> None:
+def test_structlog_and_stdlib_share_one_schema(sdk: CapturedTelemetry, lines: Any) -> None:
     _setup(sdk)
     log = get_logger()
     with trace_span("op") as span:
@@ -56,7 +55,7 @@ def test_structlog_and_stdlib_share_one_schema(sdk: Sdk, lines: Any) -> None:
     assert third["trace_id"] is None and third["span_id"] is None
 
 
-def test_levels_filter_both_sources(sdk: Sdk, lines: Any) -> None:
+def test_levels_filter_both_sources(sdk: CapturedTelemetry, lines: Any) -> None:
     _setup(sdk, OTEL_RAG_LOG_LEVEL="error")
     get_logger("x").warning("dropped")
     logging.getLogger("y").warning("dropped too")
@@ -64,7 +63,7 @@ def test_levels_filter_both_sources(sdk: Sdk, lines: Any) -> None:
     assert [line["event"] for line in lines()] == ["kept"]
 
 
-def test_exceptions_are_rendered_once_with_type(sdk: Sdk, lines: Any) -> None:
+def test_exceptions_are_rendered_once_with_type(sdk: CapturedTelemetry, lines: Any) -> None:
     _setup(sdk)
     try:
         raise KeyError("missing")
@@ -78,7 +77,7 @@ def test_exceptions_are_rendered_once_with_type(sdk: Sdk, lines: Any) -> None:
         assert "Traceback" in line["exception"] and "KeyError: 'missing'" in line["exception"]
 
 
-def test_secrets_are_redacted_in_keys_and_values(sdk: Sdk, lines: Any) -> None:
+def test_secrets_are_redacted_in_keys_and_values(sdk: CapturedTelemetry, lines: Any) -> None:
     _setup(sdk, OTEL_RAG_REDACT_PATTERNS=r"[\w.+-]+@[\w-]+\.[\w.]+", OTEL_RAG_REDACT_KEYS="ssn")
     get_logger("x").info(
         "connecting postgresql://app:hunter2@db/rag",
@@ -97,7 +96,7 @@ def test_secrets_are_redacted_in_keys_and_values(sdk: Sdk, lines: Any) -> None:
     assert line["input_tokens"] == 12
 
 
-def test_records_are_bridged_into_the_logger_provider_with_trace_context(sdk: Sdk, lines: Any) -> None:
+def test_records_are_bridged_into_the_logger_provider_with_trace_context(sdk: CapturedTelemetry, lines: Any) -> None:
     _setup(sdk)
     with trace_span("op") as span:
         set_user("bob")
@@ -117,14 +116,14 @@ def test_records_are_bridged_into_the_logger_provider_with_trace_context(sdk: Sd
     assert len(lines()) == 2
 
 
-def test_no_bridge_without_a_log_exporter(sdk: Sdk, lines: Any) -> None:
+def test_no_bridge_without_a_log_exporter(sdk: CapturedTelemetry, lines: Any) -> None:
     _setup(None)
     get_logger("x").info("only stdout")
     assert sdk.logs.get_finished_logs() == ()
     assert len(lines()) == 1
 
 
-def test_console_handlers_installed_later_are_replaced(sdk: Sdk, lines: Any) -> None:
+def test_console_handlers_installed_later_are_replaced(sdk: CapturedTelemetry, lines: Any) -> None:
     _setup(sdk)
     import sys
 
@@ -142,7 +141,7 @@ def test_console_handlers_installed_later_are_replaced(sdk: Sdk, lines: Any) -> 
     assert sys.stdout  # the handler wrote through the current stdout
 
 
-def test_console_format_is_readable(sdk: Sdk, capsys: pytest.CaptureFixture[str]) -> None:
+def test_console_format_is_readable(sdk: CapturedTelemetry, capsys: pytest.CaptureFixture[str]) -> None:
     _setup(sdk, OTEL_RAG_LOG_FORMAT="console")
     get_logger("x").info("human.readable", k="v")
     out = capsys.readouterr().out
@@ -189,7 +188,7 @@ HOSTILE: dict[str, Any] = {
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-def test_hostile_values_never_raise_and_the_line_is_written(sdk: Sdk, lines: Any, name: str) -> None:
+def test_hostile_values_never_raise_and_the_line_is_written(sdk: CapturedTelemetry, lines: Any, name: str) -> None:
     _setup(sdk)
     get_logger("x").info("hostile", value=HOSTILE[name], marker=name)  # must not raise
     logging.getLogger("y").warning("stdlib %s", "hostile", extra={"value": HOSTILE[name]})
@@ -204,7 +203,9 @@ def test_hostile_values_never_raise_and_the_line_is_written(sdk: Sdk, lines: Any
         assert structlog_line["value"] == "<unprintable _Unprintable>"
 
 
-def test_a_log_call_that_cannot_be_formatted_writes_a_line_instead_of_raising(sdk: Sdk, lines: Any) -> None:
+def test_a_log_call_that_cannot_be_formatted_writes_a_line_instead_of_raising(
+    sdk: CapturedTelemetry, lines: Any
+) -> None:
     from otel_rag.logs import JsonLogHandler
 
     _setup(sdk)
@@ -226,7 +227,7 @@ def test_a_log_call_that_cannot_be_formatted_writes_a_line_instead_of_raising(sd
     assert third["event"] == "<unprintable _Unprintable>"
 
 
-def test_hostile_log_values_in_a_request_never_become_a_500(sdk: Sdk, lines: Any) -> None:
+def test_hostile_log_values_in_a_request_never_become_a_500(sdk: CapturedTelemetry, lines: Any) -> None:
     import asyncio
 
     import httpx
@@ -254,7 +255,7 @@ def test_hostile_log_values_in_a_request_never_become_a_500(sdk: Sdk, lines: Any
     assert len([line for line in lines() if line["event"] == "request.data"]) == len(HOSTILE)
 
 
-def test_user_ids_get_the_same_pii_treatment_in_logs_and_spans(sdk: Sdk, lines: Any) -> None:
+def test_user_ids_get_the_same_pii_treatment_in_logs_and_spans(sdk: CapturedTelemetry, lines: Any) -> None:
     email = r"[\w.+-]+@[\w-]+\.[\w.]+"
     _setup(sdk, OTEL_RAG_REDACT_PATTERNS=email)
     from otel_rag.redaction import Redactor, redact_span

@@ -15,12 +15,11 @@ from opentelemetry.trace import StatusCode
 from otel_rag import groundedness, pricing, rag, record_quality, trace_span
 from otel_rag.config import ConfigError, Settings, load_settings
 from otel_rag.logs import setup_logging
-
-from .conftest import Sdk
+from otel_rag.testing import CapturedTelemetry
 
 
 @pytest.fixture
-def logged(sdk: Sdk, capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
+def logged(sdk: CapturedTelemetry, capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
     setup_logging(load_settings({"OTEL_SERVICE_NAME": "rag-test"}), provider=sdk.logger_provider)
 
     def records() -> list[Any]:
@@ -30,11 +29,11 @@ def logged(sdk: Sdk, capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
     structlog.reset_defaults()
 
 
-def _metric(sdk: Sdk, name: str, **attributes: Any) -> list[Any]:
+def _metric(sdk: CapturedTelemetry, name: str, **attributes: Any) -> list[Any]:
     return [p for p in sdk.metric_points(name) if all(p.attributes.get(k) == v for k, v in attributes.items())]
 
 
-def test_six_layers_nest_with_stable_names_and_attributes(sdk: Sdk, logged: Any) -> None:
+def test_six_layers_nest_with_stable_names_and_attributes(sdk: CapturedTelemetry, logged: Any) -> None:
     with rag.upload(document_id="doc-1", filename="a.pdf", size=2048) as upload:
         with rag.parse(document_id="doc-1") as parse:
             parse.set(pages=3)
@@ -72,7 +71,7 @@ def test_six_layers_nest_with_stable_names_and_attributes(sdk: Sdk, logged: Any)
     assert done.span_id == spans["rag.generate"].context.span_id  # logged inside its span
 
 
-def test_metrics_per_stage_tokens_cost_and_counts(sdk: Sdk) -> None:
+def test_metrics_per_stage_tokens_cost_and_counts(sdk: CapturedTelemetry) -> None:
     with rag.upload(document_id="d"), rag.chunk() as chunk:
         chunk.set(chunk_count=4)
     with rag.retrieve(index="i", top_k=5) as retrieve:
@@ -91,7 +90,7 @@ def test_metrics_per_stage_tokens_cost_and_counts(sdk: Sdk) -> None:
     assert sum(p.value for p in _metric(sdk, "rag.documents")) >= 1
 
 
-def test_unknown_model_has_no_cost_and_one_warning(sdk: Sdk, caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_model_has_no_cost_and_one_warning(sdk: CapturedTelemetry, caplog: pytest.LogCaptureFixture) -> None:
     pricing.reload_prices()
     for _ in range(3):
         with rag.generate(model="my-private-llm") as generate:
@@ -130,7 +129,7 @@ def test_prices_file_overrides_and_bad_file_is_a_config_error(tmp_path: Path) ->
         (([1], 1), False),
     ],
 )
-def test_usage_never_raises_into_the_request(sdk: Sdk, tokens: tuple[Any, Any], valid: bool) -> None:
+def test_usage_never_raises_into_the_request(sdk: CapturedTelemetry, tokens: tuple[Any, Any], valid: bool) -> None:
     with rag.generate(model="gpt-4o-mini") as generate:
         generate.usage(*tokens)
     attributes = sdk.finished()[-1].attributes
@@ -139,7 +138,7 @@ def test_usage_never_raises_into_the_request(sdk: Sdk, tokens: tuple[Any, Any], 
     assert pricing.cost_usd("gpt-4o-mini", "10", 5) is None  # type: ignore[arg-type]
 
 
-def test_errors_and_decorators(sdk: Sdk) -> None:
+def test_errors_and_decorators(sdk: CapturedTelemetry) -> None:
     @rag.retrieve(index="docs", top_k=3)
     async def search(query: str) -> list[str]:
         await asyncio.sleep(0)
@@ -161,7 +160,9 @@ def test_errors_and_decorators(sdk: Sdk) -> None:
 @pytest.mark.parametrize(
     ("mode", "on_span"), [("NO_CONTENT", False), ("SPAN_ONLY", True), ("true", True), ("EVENT_ONLY", False)]
 )
-def test_content_capture_follows_the_setting(sdk: Sdk, use_settings: Any, mode: str, on_span: bool) -> None:
+def test_content_capture_follows_the_setting(
+    sdk: CapturedTelemetry, use_settings: Any, mode: str, on_span: bool
+) -> None:
     use_settings(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=mode)
     with rag.generate(model="gpt-4o") as generate:
         generate.content("prompt", "What is our refund policy?")
@@ -183,7 +184,7 @@ def test_groundedness() -> None:
     assert groundedness("", contexts).score == 1.0
 
 
-def test_record_quality_on_the_current_span_and_on_a_past_trace(sdk: Sdk, logged: Any) -> None:
+def test_record_quality_on_the_current_span_and_on_a_past_trace(sdk: CapturedTelemetry, logged: Any) -> None:
     with trace_span("answer") as span:
         record_quality(groundedness=0.5, faithfulness=0.9, hallucinated=True)
     (answer,) = sdk.finished()
@@ -238,7 +239,7 @@ def test_genai_instrumentation_spans_inside_a_stage_are_counted_once() -> None:
     assert [stage_row[column] for column in counted[1:]] == [50, 5]
 
 
-def test_one_stage_object_used_by_concurrent_tasks_keeps_their_runs_apart(sdk: Sdk) -> None:
+def test_one_stage_object_used_by_concurrent_tasks_keeps_their_runs_apart(sdk: CapturedTelemetry) -> None:
     shared = rag.retrieve(index="docs")
 
     async def task(count: int, delay: float) -> None:

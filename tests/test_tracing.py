@@ -11,9 +11,8 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import StatusCode
 
 from otel_rag import current_trace_id, set_user, trace_span
+from otel_rag.testing import CapturedTelemetry
 from otel_rag.tracing import propagate_context_to_threads
-
-from .conftest import Sdk
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +20,7 @@ def _threads_carry_context() -> None:
     propagate_context_to_threads(True)
 
 
-def test_context_manager_nests_and_times(sdk: Sdk) -> None:
+def test_context_manager_nests_and_times(sdk: CapturedTelemetry) -> None:
     with trace_span("outer", **{"rag.top_k": 5, "obj": {"a": 1}}) as outer, trace_span("inner"):
         assert current_trace_id() == format(outer.get_span_context().trace_id, "032x")
     inner, outer_span = sdk.finished()
@@ -31,7 +30,7 @@ def test_context_manager_nests_and_times(sdk: Sdk) -> None:
     assert outer_span.end_time >= inner.end_time > inner.start_time >= outer_span.start_time
 
 
-def test_exception_marks_error_records_and_reraises(sdk: Sdk) -> None:
+def test_exception_marks_error_records_and_reraises(sdk: CapturedTelemetry) -> None:
     with pytest.raises(ValueError, match="bad chunk"), trace_span("chunk"):
         raise ValueError("bad chunk")
     (span,) = sdk.finished()
@@ -41,7 +40,7 @@ def test_exception_marks_error_records_and_reraises(sdk: Sdk) -> None:
     assert span.events[0].attributes["exception.message"] == "bad chunk"
 
 
-def test_decorators_sync_and_async(sdk: Sdk) -> None:
+def test_decorators_sync_and_async(sdk: CapturedTelemetry) -> None:
     @trace_span("sync.work", stage="parse")
     def parse(x: int) -> int:
         return x * 2
@@ -65,7 +64,7 @@ def test_decorators_sync_and_async(sdk: Sdk) -> None:
     assert parse.__name__ == "parse"  # functools.wraps
 
 
-def test_cancellation_is_not_an_error(sdk: Sdk) -> None:
+def test_cancellation_is_not_an_error(sdk: CapturedTelemetry) -> None:
     async def main() -> None:
         async def slow() -> None:
             with trace_span("slow"):
@@ -86,7 +85,7 @@ def _trace_in_thread() -> tuple[str | None, str]:
     return current_trace_id(), threading.current_thread().name
 
 
-def test_context_flows_into_tasks_threads_and_executors(sdk: Sdk) -> None:
+def test_context_flows_into_tasks_threads_and_executors(sdk: CapturedTelemetry) -> None:
     async def main() -> dict[str, str | None]:
         loop = asyncio.get_running_loop()
         with trace_span("request"):
@@ -118,7 +117,7 @@ def test_context_flows_into_tasks_threads_and_executors(sdk: Sdk) -> None:
     assert in_pool.attributes["enduser.id"] == "u-7"
 
 
-def test_without_propagation_threads_start_empty(sdk: Sdk) -> None:
+def test_without_propagation_threads_start_empty(sdk: CapturedTelemetry) -> None:
     propagate_context_to_threads(False)
     with trace_span("request"), concurrent.futures.ThreadPoolExecutor(1) as pool:
         assert pool.submit(current_trace_id).result() is None
@@ -129,7 +128,7 @@ def test_trace_span_without_name_as_context_manager_is_an_error() -> None:
         pass
 
 
-def test_set_user_in_a_task_outside_a_request_does_not_change_the_parent(sdk: Sdk) -> None:
+def test_set_user_in_a_task_outside_a_request_does_not_change_the_parent(sdk: CapturedTelemetry) -> None:
     from otel_rag.tracing import current_user
 
     async def main() -> tuple[str | None, str | None]:
@@ -145,7 +144,7 @@ def test_set_user_in_a_task_outside_a_request_does_not_change_the_parent(sdk: Sd
     assert asyncio.run(main()) == ("child", "parent")
 
 
-def test_one_trace_span_object_used_by_concurrent_tasks_keeps_their_spans_apart(sdk: Sdk) -> None:
+def test_one_trace_span_object_used_by_concurrent_tasks_keeps_their_spans_apart(sdk: CapturedTelemetry) -> None:
     import asyncio
 
     shared = trace_span("shared.block")

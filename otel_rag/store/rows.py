@@ -12,13 +12,14 @@ import itertools
 import math
 import os
 import secrets
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.trace import ReadableSpan
+
+from .._time import UtcSeconds
 
 __all__ = ["LOG_COLUMNS", "SPAN_COLUMNS", "Limits", "log_row", "span_row"]
 
@@ -159,18 +160,13 @@ def _user(attributes: Mapping[str, Any]) -> str | None:
     return None
 
 
-_second_prefix: tuple[int, str] = (-1, "")
+_utc_seconds = UtcSeconds()
 
 
 def _iso(nanoseconds: int) -> str:
     """An exact timestamptz literal (microseconds, UTC) without datetime objects; one strftime per second."""
-    global _second_prefix
     seconds, rest = divmod(nanoseconds, 1_000_000_000)
-    cached_second, prefix = _second_prefix
-    if seconds != cached_second:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        _second_prefix = (seconds, prefix)
-    return f"{prefix}.{rest // 1000:06d}+00:00"
+    return f"{_utc_seconds(seconds)}.{rest // 1000:06d}+00:00"
 
 
 class _RecordIds:

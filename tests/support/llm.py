@@ -9,7 +9,8 @@ from contextlib import contextmanager
 
 import httpx
 
-from tests.support.processes import BIN, REPO, free_port
+from otel_rag.testing import free_port
+from tests.support.processes import BIN, REPO
 
 
 @contextmanager

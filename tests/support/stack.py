@@ -23,7 +23,8 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.support.processes import REPO, free_port
+from otel_rag.testing import free_port
+from tests.support.processes import REPO
 
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
