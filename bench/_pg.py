@@ -8,8 +8,8 @@ from pathlib import Path
 
 import psycopg
 
-from otel_rag.store.embedded import LocalPostgres
-from otel_rag.store.migrate import ensure_partitions, migrate
+from otel_rag._store.embedded import LocalPostgres
+from otel_rag._store.migrate import ensure_partitions, migrate
 
 
 def start(days_back: int = 1) -> LocalPostgres:

@@ -27,7 +27,7 @@ POLL_S = 0.005
 def emit(rate: float, seconds: float) -> None:
     """Child process: log `rate` lines a second for `seconds` through the configured Postgres sink."""
     import otel_rag
-    from otel_rag.store import writer as writer_module
+    from otel_rag._store import writer as writer_module
 
     otel_rag.configure()
     log = otel_rag.get_logger("fresh")

@@ -76,7 +76,7 @@ def _child(mode: str) -> None:
     sys.path.insert(0, str(REPO))
     if mode == "ours":
         import otel_rag
-        from otel_rag.fastapi import instrument_starlette
+        from otel_rag._http.middleware import instrument_starlette
 
         otel_rag.configure()
         instrument_starlette()
@@ -105,9 +105,9 @@ def _parts() -> dict[str, float]:
     from opentelemetry.trace import SpanKind
 
     import otel_rag
-    from otel_rag import metrics
-    from otel_rag.fastapi import _getter
-    from otel_rag.otlp import encode_spans
+    from otel_rag._http.middleware import _getter
+    from otel_rag._telemetry import metrics
+    from otel_rag._telemetry.otlp import encode_spans
 
     otel_rag.configure()
     tracer = trace.get_tracer("bench")

@@ -23,9 +23,9 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_rag.config import load_settings
-from otel_rag.logs import setup_logging
-from otel_rag.tracing import set_user
+from otel_rag._config.settings import load_settings
+from otel_rag._telemetry.logs import setup_logging
+from otel_rag._telemetry.tracing import set_user
 
 EVENTS = 50_000
 ROUNDS = 7

@@ -29,8 +29,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from otel_rag.otlp import FastOTLPSpanExporter
-from otel_rag.redaction import RedactingSpanExporter, Redactor
+from otel_rag._telemetry.otlp import FastOTLPSpanExporter
+from otel_rag._telemetry.redaction import RedactingSpanExporter, Redactor
 from tests.support.stack import Collector, Jaeger, Prometheus, wait_until
 
 SPANS_PER_TRACE = 10

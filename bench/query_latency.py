@@ -17,7 +17,7 @@ import time
 import psycopg
 
 from bench import _pg
-from otel_rag.store import queries
+from otel_rag._store import queries
 
 DAYS = 30
 

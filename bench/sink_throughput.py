@@ -22,9 +22,9 @@ from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWrit
 from opentelemetry.sdk.resources import Resource
 
 from bench import _pg
-from otel_rag.store.exporters import PostgresLogExporter, PostgresLogProcessor
-from otel_rag.store.rows import LOG_COLUMNS, Limits, log_row
-from otel_rag.store.writer import PostgresWriter, WriterOptions
+from otel_rag._store.exporters import PostgresLogExporter, PostgresLogProcessor
+from otel_rag._store.rows import LOG_COLUMNS, Limits, log_row
+from otel_rag._store.writer import PostgresWriter, WriterOptions
 
 RESOURCE = Resource.create({"service.name": "bench", "service.version": "1.0", "deployment.environment": "bench"})
 ATTRIBUTES = {"enduser.id": "user-7", "doc_id": "doc-42", "chunk_index": 3, "rag.stage": "chunk", "tokens": 120}

@@ -22,8 +22,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from otel_rag.store.embedded import LocalPostgres
-from otel_rag.store.migrate import migrate
+from otel_rag._store.embedded import LocalPostgres
+from otel_rag._store.migrate import migrate
 from otel_rag.testing import free_port
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,27 +24,27 @@ __all__ = [
 ]
 
 _EXPORTS = {
-    "ConfigError": "otel_rag.config",
-    "configure": "otel_rag.configurator",
-    "current_trace_id": "otel_rag.tracing",
-    "get_logger": "otel_rag.logs",
-    "instrument_app": "otel_rag.fastapi",
-    "groundedness": "otel_rag.quality",
-    "langsmith_url": "otel_rag.langsmith",
-    "record_quality": "otel_rag.quality",
-    "set_user": "otel_rag.tracing",
-    "trace_span": "otel_rag.tracing",
+    "ConfigError": "otel_rag._config.settings",
+    "configure": "otel_rag._config.configurator",
+    "current_trace_id": "otel_rag._telemetry.tracing",
+    "get_logger": "otel_rag._telemetry.logs",
+    "instrument_app": "otel_rag._http.middleware",
+    "groundedness": "otel_rag.rag._quality",
+    "langsmith_url": "otel_rag.rag._langsmith",
+    "record_quality": "otel_rag.rag._quality",
+    "set_user": "otel_rag._telemetry.tracing",
+    "trace_span": "otel_rag._telemetry.tracing",
 }
 
 if TYPE_CHECKING:
-    from . import rag
-    from .config import ConfigError
-    from .configurator import configure
-    from .fastapi import instrument_app
-    from .langsmith import langsmith_url
-    from .logs import get_logger
-    from .quality import groundedness, record_quality
-    from .tracing import current_trace_id, set_user, trace_span
+    from otel_rag import rag
+    from otel_rag._config.configurator import configure
+    from otel_rag._config.settings import ConfigError
+    from otel_rag._http.middleware import instrument_app
+    from otel_rag._telemetry.logs import get_logger
+    from otel_rag._telemetry.tracing import current_trace_id, set_user, trace_span
+    from otel_rag.rag._langsmith import langsmith_url
+    from otel_rag.rag._quality import groundedness, record_quality
 
 
 def __getattr__(name: str) -> Any:

@@ -37,7 +37,7 @@ class CapturedTelemetry:
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-        from .tracing import UserSpanProcessor
+        from otel_rag._telemetry.tracing import UserSpanProcessor
 
         resource = Resource.create({"service.name": service_name})
         self.spans = InMemorySpanExporter()

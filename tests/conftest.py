@@ -56,7 +56,7 @@ def otlp() -> Iterator[OtlpReceiver]:
 @pytest.fixture
 def sdk() -> CapturedTelemetry:
     """The real SDK with in-memory exporters as the global providers (otel_rag.testing), cleared for this test."""
-    from otel_rag.tracing import request_user_box
+    from otel_rag._telemetry.tracing import request_user_box
 
     request_user_box.set(None)  # a user set by an earlier test must not leak into this one
     return capture_telemetry()
@@ -82,7 +82,7 @@ def store(pg_server: Any) -> Any:
 @pytest.fixture
 def use_settings() -> Iterator[Callable[..., Any]]:
     """Install settings read from the given variables (as configure() would) for one test, then put back the old."""
-    from otel_rag.config import install_settings, load_settings
+    from otel_rag._config.settings import install_settings, load_settings
 
     installed: list[Any] = []
 

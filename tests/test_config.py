@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_rag.config import CATALOGUE, POSTGRES_DSN, ConfigError, load_settings, masked
+from otel_rag._config.settings import CATALOGUE, POSTGRES_DSN, ConfigError, load_settings, masked
 
 
 def test_defaults() -> None:

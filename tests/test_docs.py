@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from otel_rag.config import CATALOGUE
+from otel_rag._config.settings import CATALOGUE
 from tests.support.config_table import documented_table, render_table
 from tests.support.processes import REPO
 

@@ -13,8 +13,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_rag import rag
-from otel_rag.langsmith import LangSmithMirror, run_id
-from otel_rag.tracing import begin_request, end_request
+from otel_rag._telemetry.tracing import begin_request, end_request
+from otel_rag.rag._langsmith import LangSmithMirror, run_id
 from tests.support.langsmith_server import PROJECT_ID, TENANT_ID, LangSmithStub
 
 pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
@@ -167,7 +167,7 @@ def test_fallback_to_batch_and_failures_never_reach_the_app() -> None:
 
 
 def test_langsmith_url_is_known_at_once(stub: LangSmithStub) -> None:
-    import otel_rag.langsmith as module
+    import otel_rag.rag._langsmith as module
 
     provider, mirror = _setup(stub.url)
     module._active = mirror
@@ -191,7 +191,7 @@ def test_langsmith_url_is_known_at_once(stub: LangSmithStub) -> None:
 
 def test_traces_in_flight_are_bounded_by_count_and_age(stub: LangSmithStub, monkeypatch: pytest.MonkeyPatch) -> None:
     """Spans whose root never ends here (a root in another process, a crash) must not pile up for ever."""
-    import otel_rag.langsmith as module
+    import otel_rag.rag._langsmith as module
 
     monkeypatch.setattr(module, "_MAX_OPEN_TRACES", 50)
     provider, mirror = _setup(stub.url)
@@ -218,9 +218,9 @@ def test_a_failing_langsmith_is_retried_with_growing_pauses_and_said_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The SDK reports most failures to its error callback instead of raising: the mirror must notice them."""
-    from otel_rag.config import load_settings
-    from otel_rag.langsmith import mirror_from_settings
-    from otel_rag.redaction import Redactor
+    from otel_rag._config.settings import load_settings
+    from otel_rag._telemetry.redaction import Redactor
+    from otel_rag.rag._langsmith import mirror_from_settings
 
     down = LangSmithStub(fail=True)
     try:
@@ -257,10 +257,10 @@ def test_a_failing_langsmith_is_retried_with_growing_pauses_and_said_once(
 
 
 def test_mirror_from_settings_follows_the_settings(stub: LangSmithStub) -> None:
-    import otel_rag.langsmith as module
-    from otel_rag.config import load_settings
-    from otel_rag.langsmith import langsmith_url, mirror_from_settings
-    from otel_rag.redaction import Redactor
+    import otel_rag.rag._langsmith as module
+    from otel_rag._config.settings import load_settings
+    from otel_rag._telemetry.redaction import Redactor
+    from otel_rag.rag._langsmith import langsmith_url, mirror_from_settings
 
     assert mirror_from_settings(load_settings({}), Redactor()) is None
     off = load_settings({"LANGSMITH_API_KEY": "lsv2_pt_test", "OTEL_RAG_LANGSMITH": "false"})

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from otel_rag.local_prometheus import metric_exporters_for_sdk, take_warnings, worker_count
-from otel_rag.prometheus_reader import LocalPrometheusReader
+from otel_rag._telemetry.prometheus_reader import LocalPrometheusReader
+from otel_rag._telemetry.prometheus_server import metric_exporters_for_sdk, take_warnings, worker_count
 from otel_rag.testing import free_port
 from tests.support.processes import base_env, launch_uvicorn
 

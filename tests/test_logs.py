@@ -13,8 +13,8 @@ import structlog
 from opentelemetry._logs import SeverityNumber
 
 from otel_rag import get_logger, set_user, trace_span
-from otel_rag.config import load_settings
-from otel_rag.logs import setup_logging
+from otel_rag._config.settings import load_settings
+from otel_rag._telemetry.logs import setup_logging
 from otel_rag.testing import CapturedTelemetry
 
 
@@ -206,7 +206,7 @@ def test_hostile_values_never_raise_and_the_line_is_written(sdk: CapturedTelemet
 def test_a_log_call_that_cannot_be_formatted_writes_a_line_instead_of_raising(
     sdk: CapturedTelemetry, lines: Any
 ) -> None:
-    from otel_rag.logs import JsonLogHandler
+    from otel_rag._telemetry.logs import JsonLogHandler
 
     _setup(sdk)
     log = get_logger("x")
@@ -258,7 +258,7 @@ def test_hostile_log_values_in_a_request_never_become_a_500(sdk: CapturedTelemet
 def test_user_ids_get_the_same_pii_treatment_in_logs_and_spans(sdk: CapturedTelemetry, lines: Any) -> None:
     email = r"[\w.+-]+@[\w-]+\.[\w.]+"
     _setup(sdk, OTEL_RAG_REDACT_PATTERNS=email)
-    from otel_rag.redaction import Redactor, redact_span
+    from otel_rag._telemetry.redaction import Redactor, redact_span
 
     with trace_span("op"):
         set_user("bob@example.com")

@@ -26,7 +26,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from otel_rag.otlp import encode_spans
+from otel_rag._telemetry.otlp import encode_spans
 
 
 def _spans() -> list[ReadableSpan]:
@@ -229,7 +229,7 @@ def test_the_exporter_splits_a_batch_over_its_max_request_size_and_keeps_its_met
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-    from otel_rag.otlp import FastOTLPSpanExporter
+    from otel_rag._telemetry.otlp import FastOTLPSpanExporter
 
     reader = InMemoryMetricReader()
     os.environ["OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"] = "true"

@@ -13,7 +13,7 @@ def test_the_three_lists_of_the_public_api_agree() -> None:
     tree = ast.parse(Path(otel_rag.__file__).read_text())
     guarded = next(node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
     typed = {
-        alias.asname or alias.name: f"otel_rag.{node.module}" if node.module else "otel_rag"
+        alias.asname or alias.name: node.module or "otel_rag"
         for node in guarded.body
         if isinstance(node, ast.ImportFrom)
         for alias in node.names

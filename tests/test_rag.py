@@ -12,9 +12,10 @@ import pytest
 import structlog
 from opentelemetry.trace import StatusCode
 
-from otel_rag import groundedness, pricing, rag, record_quality, trace_span
-from otel_rag.config import ConfigError, Settings, load_settings
-from otel_rag.logs import setup_logging
+from otel_rag import groundedness, rag, record_quality, trace_span
+from otel_rag._config.settings import ConfigError, Settings, load_settings
+from otel_rag._telemetry.logs import setup_logging
+from otel_rag.rag import _pricing as pricing
 from otel_rag.testing import CapturedTelemetry
 
 
@@ -210,7 +211,7 @@ def test_genai_instrumentation_spans_inside_a_stage_are_counted_once() -> None:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     import otel_rag.rag as rag_module
-    from otel_rag.store.rows import SPAN_COLUMNS, Limits, span_row
+    from otel_rag._store.rows import SPAN_COLUMNS, Limits, span_row
 
     memory = InMemorySpanExporter()
     provider = TracerProvider()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from otel_rag.store import queries
+from otel_rag._store import queries
 from tests.support.otlp import OtlpReceiver
 from tests.support.pdf import make_pdf
 from tests.support.postgres import Database, scratch_dir

@@ -13,7 +13,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Link, SpanContext, Status, StatusCode
 
-from otel_rag.redaction import REDACTED, Redactor, redact_log_record, redact_span, scrub_resource
+from otel_rag._telemetry.redaction import REDACTED, Redactor, redact_log_record, redact_span, scrub_resource
 from tests.support.secrets import CORPUS, Secret
 
 REDACTOR = Redactor()

@@ -20,8 +20,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 
-from otel_rag import redaction
-from otel_rag.redaction import (
+from otel_rag._telemetry import redaction
+from otel_rag._telemetry.redaction import (
     CIRCULAR,
     MAX_DEPTH,
     MAX_TEXT,

@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
-from otel_rag.store import rows
-from otel_rag.store.rows import LOG_COLUMNS, SPAN_COLUMNS, Limits, clean_text, log_row, span_row, to_json
+from otel_rag._store import rows
+from otel_rag._store.rows import LOG_COLUMNS, SPAN_COLUMNS, Limits, clean_text, log_row, span_row, to_json
 
 LIMITS = Limits(max_body=50, max_value=20, max_attributes=200)
 WIDE = Limits(max_body=50, max_value=40, max_attributes=2000)  # room for timestamps inside events

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from otel_rag.store import spool as spool_module
-from otel_rag.store.spool import _HEADER, Spool, read_segment
+from otel_rag._store import spool as spool_module
+from otel_rag._store.spool import _HEADER, Spool, read_segment
 
 ROW = ("2026-01-01T00:00:00+00:00", "id", None, "text")
 
@@ -291,7 +291,7 @@ def test_an_orphan_that_vanishes_while_adopted_does_not_stop_the_others(tmp_path
 _FULL_DISK_SCENARIO = """
 import json, subprocess, sys
 from pathlib import Path
-from otel_rag.store.spool import Spool
+from otel_rag._store.spool import Spool
 
 root = Path(sys.argv[1])
 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(root)], check=True)

@@ -19,14 +19,14 @@ from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 
-from otel_rag.store.exporters import (
+from otel_rag._store.exporters import (
     PostgresLogExporter,
     PostgresLogProcessor,
     PostgresSpanExporter,
     PostgresSpanProcessor,
 )
-from otel_rag.store.spool import _HEADER, Spool, read_segment
-from otel_rag.store.writer import PostgresWriter, WriterOptions
+from otel_rag._store.spool import _HEADER, Spool, read_segment
+from otel_rag._store.writer import PostgresWriter, WriterOptions
 from tests.support.postgres import Database, scratch_dir
 
 RESOURCE = Resource.create({"service.name": "contract"})

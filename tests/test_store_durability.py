@@ -12,8 +12,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from otel_rag.store.embedded import LocalPostgres
-from otel_rag.store.migrate import migrate
+from otel_rag._store.embedded import LocalPostgres
+from otel_rag._store.migrate import migrate
 from tests.support.postgres import scratch_dir, start_server
 from tests.support.processes import BIN, REPO, base_env
 

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from otel_rag.store import queries
+from otel_rag._store import queries
 from tests.support.postgres import Database
 from tests.support.processes import BIN, base_env
 from tests.support.seed import Seeded
@@ -229,8 +229,8 @@ def test_a_trace_that_arrived_with_a_traceparent_is_listed_once_by_its_root(stor
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, set_span_in_context
 
-    from otel_rag.store.exporters import PostgresSpanExporter, PostgresSpanProcessor
-    from otel_rag.store.writer import PostgresWriter, WriterOptions
+    from otel_rag._store.exporters import PostgresSpanExporter, PostgresSpanProcessor
+    from otel_rag._store.writer import PostgresWriter, WriterOptions
     from tests.support.postgres import scratch_dir
 
     writer = PostgresWriter(WriterOptions(dsn=store.dsn("rag_writer"), spool_dir=scratch_dir("spool-")))

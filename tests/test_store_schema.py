@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from otel_rag.store.migrate import (
+from otel_rag._store.migrate import (
     available_migrations,
     drop_partitions_before,
     ensure_partitions,
@@ -101,7 +101,7 @@ def test_oldest_supported_version_postgres_15() -> None:
         assert "15." in server.version()
         database = Database(server)
         assert migrate(database.admin_dsn) == []
-        from otel_rag.store.writer import PostgresWriter, WriterOptions
+        from otel_rag._store.writer import PostgresWriter, WriterOptions
         from tests.support.postgres import scratch_dir
         from tests.test_store_sink import emit_sample_trace
 
@@ -109,7 +109,7 @@ def test_oldest_supported_version_postgres_15() -> None:
         trace_id = emit_sample_trace(writer)
         assert writer.force_flush(10)
         writer.shutdown()
-        from otel_rag.store.queries import debug_trace
+        from otel_rag._store.queries import debug_trace
 
         report = debug_trace(database.dsn("rag_reader"), trace_id)
         assert [span.name for span in report.spans] == ["upload", "parse", "embed"]

@@ -11,17 +11,17 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
-from otel_rag.config import load_settings
-from otel_rag.logs import get_logger, setup_logging
-from otel_rag.store.exporters import (
+from otel_rag._config.settings import load_settings
+from otel_rag._store.exporters import (
     PostgresLogExporter,
     PostgresLogProcessor,
     PostgresSpanExporter,
     PostgresSpanProcessor,
 )
-from otel_rag.store.rows import Limits
-from otel_rag.store.writer import PostgresWriter, WriterOptions
-from otel_rag.tracing import set_user
+from otel_rag._store.rows import Limits
+from otel_rag._store.writer import PostgresWriter, WriterOptions
+from otel_rag._telemetry.logs import get_logger, setup_logging
+from otel_rag._telemetry.tracing import set_user
 from tests.support.postgres import Database, scratch_dir
 
 RESOURCE = Resource.create({"service.name": "sink-test"})

@@ -11,8 +11,8 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import StatusCode
 
 from otel_rag import current_trace_id, set_user, trace_span
+from otel_rag._telemetry.tracing import propagate_context_to_threads
 from otel_rag.testing import CapturedTelemetry
-from otel_rag.tracing import propagate_context_to_threads
 
 
 @pytest.fixture(autouse=True)
@@ -129,7 +129,7 @@ def test_trace_span_without_name_as_context_manager_is_an_error() -> None:
 
 
 def test_set_user_in_a_task_outside_a_request_does_not_change_the_parent(sdk: CapturedTelemetry) -> None:
-    from otel_rag.tracing import current_user
+    from otel_rag._telemetry.tracing import current_user
 
     async def main() -> tuple[str | None, str | None]:
         set_user("parent")

@@ -12,9 +12,9 @@ from starlette.testclient import TestClient
 
 import otel_rag.web
 from otel_rag.testing import free_port
-from otel_rag.web.access import DebugConfig
-from otel_rag.web.pages import STATIC_DIR
-from otel_rag.web.server import create_app
+from otel_rag.web._access import DebugConfig
+from otel_rag.web._pages import STATIC_DIR
+from otel_rag.web._server import create_app
 from tests.support.postgres import Database
 from tests.support.processes import BIN, base_env
 from tests.support.seed import LANGSMITH_URL, Seeded

@@ -13,7 +13,7 @@ from schemathesis import checks
 from starlette.testclient import TestClient
 
 import otel_rag.web
-from otel_rag.web.access import DebugConfig
+from otel_rag.web._access import DebugConfig
 from tests.support.postgres import Database
 from tests.support.seed import Seeded
 

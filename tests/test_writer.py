@@ -23,10 +23,10 @@ from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 
-from otel_rag.redaction import Redactor
-from otel_rag.store import writer as writer_module
-from otel_rag.store.spool import read_segment
-from otel_rag.store.writer import PostgresWriter, WriterOptions, shared_writer
+from otel_rag._store import writer as writer_module
+from otel_rag._store.spool import read_segment
+from otel_rag._store.writer import PostgresWriter, WriterOptions, shared_writer
+from otel_rag._telemetry.redaction import Redactor
 from otel_rag.testing import CapturedTelemetry
 from tests.support.postgres import Database, scratch_dir
 

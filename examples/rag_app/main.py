@@ -31,7 +31,6 @@ from rank_bm25 import BM25Okapi
 import otel_rag
 import otel_rag.web
 from otel_rag import rag
-from otel_rag.web.pages import html_page
 
 CHAT_MODEL = os.environ.get("RAG_CHAT_MODEL", "gpt-4o-mini")
 EMBEDDING_MODEL = os.environ.get("RAG_EMBEDDING_MODEL", "text-embedding-3-small")
@@ -206,7 +205,7 @@ async def feedback(body: Feedback) -> dict[str, Any]:
 @app.get("/", include_in_schema=False)
 def upload_page() -> Response:
     """A tiny upload page (ui/upload.html) that shows the returned trace id with a link to the debug page."""
-    return html_page("upload.html", "/debug/")
+    return otel_rag.web.upload_page("/debug/")
 
 
 @app.get("/healthz")

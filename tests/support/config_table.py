@@ -1,4 +1,5 @@
-"""The configuration reference table of docs/configuration.md, rendered from the catalogue in otel_rag/config.py.
+"""The configuration reference table of docs/configuration.md, rendered from the catalogue
+(otel_rag/_config/settings.py).
 
 `python -m tests.support.config_table` rewrites the table in the document; tests/test_docs.py checks they agree.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from otel_rag.config import CATALOGUE
+from otel_rag._config.settings import CATALOGUE
 from tests.support.processes import REPO
 
 DOC = REPO / "docs" / "configuration.md"

@@ -14,7 +14,7 @@ import sys
 import time
 
 import otel_rag
-from otel_rag.store import writer as writer_module
+from otel_rag._store import writer as writer_module
 
 
 def main() -> None:

@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from otel_rag.store.embedded import LocalPostgres
-from otel_rag.store.migrate import migrate
+from otel_rag._store.embedded import LocalPostgres
+from otel_rag._store.migrate import migrate
 
 DEBIAN_PG15 = Path("/usr/lib/postgresql/15/bin")
 LOGIN_ROLES = {"rag_writer": "otel_rag_writer", "rag_reader": "otel_rag_reader", "rag_maint": "otel_rag_maintainer"}

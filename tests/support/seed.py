@@ -12,13 +12,13 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
-from otel_rag.store.exporters import (
+from otel_rag._store.exporters import (
     PostgresLogExporter,
     PostgresLogProcessor,
     PostgresSpanExporter,
     PostgresSpanProcessor,
 )
-from otel_rag.store.writer import PostgresWriter, WriterOptions
+from otel_rag._store.writer import PostgresWriter, WriterOptions
 from tests.support.postgres import Database, scratch_dir
 
 LANGSMITH_URL = "https://smith.langchain.com/o/demo/projects/p/default/r/0190-run"  # as the mirror sets it

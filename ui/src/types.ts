@@ -1,4 +1,4 @@
-// The debug API's JSON, as otel_rag/store/queries.py defines it (dataclasses -> JSON).
+// The debug API's JSON, as otel_rag/_store/queries.py defines it (dataclasses -> JSON).
 
 export interface LogLine {
   time: string;

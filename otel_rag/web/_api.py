@@ -21,8 +21,8 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ..store import problems, queries
-from .access import AccessDenied, DebugConfig, check_access, config_of
+from otel_rag._store import problems, queries
+from otel_rag.web._access import AccessDenied, DebugConfig, check_access, config_of
 
 __all__ = ["api_router"]
 

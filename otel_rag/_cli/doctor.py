@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from .config import Settings
+from otel_rag._config.settings import Settings
 
 __all__ = ["CheckResult", "run_checks"]
 
@@ -81,7 +81,7 @@ def check_postgres(settings: Settings) -> CheckResult:
         with psycopg.connect(settings.postgres_dsn, connect_timeout=int(_TIMEOUT_S)) as connection:
             row = connection.execute("select current_setting('server_version'), current_user").fetchone()
     except psycopg.Error as error:
-        from .store import problems
+        from otel_rag._store import problems
 
         if problems.refused_credentials(error):
             why = f"the store refused the configured role ({problems.describe(error)})"

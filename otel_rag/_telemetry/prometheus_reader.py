@@ -9,8 +9,8 @@ from __future__ import annotations
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from prometheus_client import start_http_server
 
-from .config import active_settings
-from .local_prometheus import warn_later
+from otel_rag._config.settings import active_settings
+from otel_rag._telemetry.prometheus_server import warn_later
 
 __all__ = ["LocalPrometheusReader"]
 

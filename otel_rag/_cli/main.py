@@ -19,11 +19,11 @@ from typing import Any
 
 import psycopg
 
-from .config import CATALOGUE, ConfigError, load_settings, masked
-from .doctor import run_checks
-from .store import queries, render
-from .store.migrate import drop_partitions_before, ensure_partitions, list_partitions, migrate
-from .store.queries import to_jsonable
+from otel_rag._cli.doctor import run_checks
+from otel_rag._config.settings import CATALOGUE, ConfigError, load_settings, masked
+from otel_rag._store import queries, render
+from otel_rag._store.migrate import drop_partitions_before, ensure_partitions, list_partitions, migrate
+from otel_rag._store.queries import to_jsonable
 
 __all__ = ["main"]
 
@@ -167,8 +167,8 @@ def _logs(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from .web.access import DebugConfig
-        from .web.server import serve
+        from otel_rag.web._access import DebugConfig
+        from otel_rag.web._server import serve
     except ImportError as missing:
         print(
             f"otel-rag serve needs FastAPI and uvicorn ({missing.name}): pip install 'otel-rag[web]'", file=sys.stderr

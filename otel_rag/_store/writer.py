@@ -40,13 +40,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .. import metrics
-from ..redaction import Redactor, redact_log_record, redact_span, safe_str
-from ..tracing import without_instrumentation
-from . import problems
-from .migrate import ensure_partitions
-from .rows import LOG_COLUMNS, SPAN_COLUMNS, Limits, log_row, span_row
-from .spool import Item, Spool
+from otel_rag._store import problems
+from otel_rag._store.migrate import ensure_partitions
+from otel_rag._store.rows import LOG_COLUMNS, SPAN_COLUMNS, Limits, log_row, span_row
+from otel_rag._store.spool import Item, Spool
+from otel_rag._telemetry import metrics
+from otel_rag._telemetry.redaction import Redactor, redact_log_record, redact_span, safe_str
+from otel_rag._telemetry.tracing import without_instrumentation
 
 __all__ = ["PostgresWriter", "WriterOptions", "shared_writer"]
 

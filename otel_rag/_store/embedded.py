@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..testing import free_port
+from otel_rag.testing import free_port
 
 __all__ = ["LocalPostgres", "embedded_bin_dir"]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import psycopg
 
-from ..config import hide_passwords
+from otel_rag._config.settings import hide_passwords
 
 __all__ = ["describe", "refused_by_server", "refused_credentials"]
 

@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-from .config import ConfigError, StartupError, hide_passwords
+from otel_rag._config.settings import ConfigError, StartupError, hide_passwords
 
 __all__ = ["describe_failure", "exit_on_failure"]
 
@@ -34,7 +34,7 @@ def describe_failure(error: BaseException) -> str:
 
 def scrub_message(text: str) -> str:
     """Mask secrets in an error message (URL and key=value passwords, tokens, keys) and keep it one line."""
-    from .redaction import Redactor
+    from otel_rag._telemetry.redaction import Redactor
 
     return Redactor().scrub_text(hide_passwords(" ".join(text.split())))[:500]
 

@@ -14,7 +14,7 @@ from typing import Any
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.util._importlib_metadata import EntryPoint
 
-from ._startup import exit_on_failure
+from otel_rag._config.startup import exit_on_failure
 
 __all__ = ["REPLACED_INSTRUMENTORS", "OtelRagDistro"]
 
@@ -27,7 +27,7 @@ REPLACED_INSTRUMENTORS = frozenset({"fastapi", "starlette", "asgi", "logging"})
 class OtelRagDistro(BaseDistro):  # type: ignore[misc]
     def _configure(self, **kwargs: Any) -> None:
         with exit_on_failure():
-            from .configurator import prepare_launcher
+            from otel_rag._config.configurator import prepare_launcher
 
             prepare_launcher()
 

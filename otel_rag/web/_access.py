@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from starlette.requests import Request
 
-from ..config import Settings, load_settings
+from otel_rag._config.settings import Settings, load_settings
 
 __all__ = ["AccessDenied", "DebugConfig", "check_access", "config_of"]
 

@@ -13,7 +13,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from .config import Settings, active_settings
+from otel_rag._config.settings import Settings, active_settings
 
 __all__ = ["DEFAULT_PRICES", "Price", "cost_usd", "price_of", "reload_prices"]
 

@@ -23,9 +23,9 @@ from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import metrics
-from .config import active_settings
-from .tracing import ENDUSER_ID, MAX_USER_ID, begin_request, end_request, set_request_root
+from otel_rag._config.settings import active_settings
+from otel_rag._telemetry import metrics
+from otel_rag._telemetry.tracing import ENDUSER_ID, MAX_USER_ID, begin_request, end_request, set_request_root
 
 __all__ = ["TracingMiddleware", "instrument_app", "instrument_starlette"]
 
@@ -273,7 +273,7 @@ def instrument_app(app: _App, user_id_header: str | None = None, excluded_urls: 
     settings = active_settings()
     excluded = settings.excluded_urls
     if excluded_urls is not None:
-        from .config import EXCLUDED_URLS
+        from otel_rag._config.settings import EXCLUDED_URLS
 
         excluded = EXCLUDED_URLS.parse(excluded_urls)
     setattr(app, _APP_OPTIONS, _AppOptions((user_id_header or settings.user_id_header).lower(), excluded))

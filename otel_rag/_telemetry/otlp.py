@@ -32,7 +32,7 @@ from opentelemetry.trace import SpanContext
 
 __all__ = ["FastOTLPSpanExporter", "encode_spans"]
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("otel_rag.otlp")
 
 # Wire types.
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5

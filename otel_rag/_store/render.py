@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from .queries import CostLine, ErrorEntry, LogLine, TraceReport
+from otel_rag._store.queries import CostLine, ErrorEntry, LogLine, TraceReport
 
 __all__ = ["render_cost", "render_errors", "render_logs", "render_trace"]
 

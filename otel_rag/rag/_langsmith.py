@@ -38,10 +38,10 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import Span
 
-from . import metrics
-from .config import Settings
-from .redaction import Redactor
-from .tracing import request_user_box, without_instrumentation
+from otel_rag._config.settings import Settings
+from otel_rag._telemetry import metrics
+from otel_rag._telemetry.redaction import Redactor
+from otel_rag._telemetry.tracing import request_user_box, without_instrumentation
 
 __all__ = ["LangSmithMirror", "langsmith_url", "mirror_from_settings", "run_id"]
 
@@ -398,7 +398,7 @@ def mirror_from_settings(settings: Settings, redactor: Redactor) -> LangSmithMir
         return None
     from langsmith import Client
 
-    from .rag import capture_mode
+    from otel_rag.rag import capture_mode
 
     errors: list[Exception] = []  # the client reports failed sends here rather than raising
     client = Client(

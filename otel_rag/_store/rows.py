@@ -19,7 +19,7 @@ import orjson
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.trace import ReadableSpan
 
-from .._time import UtcSeconds
+from otel_rag._telemetry.timestamps import UtcSeconds
 
 __all__ = ["LOG_COLUMNS", "SPAN_COLUMNS", "Limits", "log_row", "span_row"]
 

@@ -35,10 +35,10 @@ from opentelemetry._logs import Logger as OTelLogger
 from opentelemetry._logs import LoggerProvider, SeverityNumber
 from structlog.typing import EventDict, FilteringBoundLogger, Processor
 
-from ._time import UtcSeconds
-from .config import Settings
-from .redaction import Redactor, safe_str
-from .tracing import ENDUSER_ID, FAILED_REQUEST_ATTR, attribute_value, request_user_box
+from otel_rag._config.settings import Settings
+from otel_rag._telemetry.redaction import Redactor, safe_str
+from otel_rag._telemetry.timestamps import UtcSeconds
+from otel_rag._telemetry.tracing import ENDUSER_ID, FAILED_REQUEST_ATTR, attribute_value, request_user_box
 
 __all__ = ["JsonLogHandler", "adopt_console_handlers", "get_logger", "setup_logging"]
 

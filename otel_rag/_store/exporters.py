@@ -19,9 +19,9 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ..config import ConfigError, Settings, load_settings
-from ..redaction import Redactor
-from .writer import PostgresWriter, WriterOptions, shared_writer
+from otel_rag._config.settings import ConfigError, Settings, load_settings
+from otel_rag._store.writer import PostgresWriter, WriterOptions, shared_writer
+from otel_rag._telemetry.redaction import Redactor
 
 __all__ = [
     "PostgresLogExporter",

@@ -32,10 +32,17 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import Span
 
-from . import metrics
-from .config import Settings, active_settings
-from .pricing import cost_usd
-from .tracing import attribute_value, decorate, mark_error, peek_in_context, pop_in_context, push_in_context
+from otel_rag._config.settings import Settings, active_settings
+from otel_rag._telemetry import metrics
+from otel_rag._telemetry.tracing import (
+    attribute_value,
+    decorate,
+    mark_error,
+    peek_in_context,
+    pop_in_context,
+    push_in_context,
+)
+from otel_rag.rag._pricing import cost_usd
 
 __all__ = [
     "GenAIChildSpans",

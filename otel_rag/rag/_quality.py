@@ -21,7 +21,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from . import metrics
+from otel_rag._telemetry import metrics
 
 __all__ = ["Groundedness", "groundedness", "record_quality"]
 

@@ -404,7 +404,7 @@ PRICES_FILE = Setting(
     _prices_file,
     None,
     'JSON file of model prices in USD per million tokens, {"model": {"input": 0.15, "output": 0.6}}, merged over '
-    "the built-in table (otel_rag/pricing.py); read and checked at start-up.",
+    "the built-in table (otel_rag/rag/_pricing.py); read and checked at start-up.",
     'a readable JSON file {"model": {"input": 0.15, "output": 0.6}}',
 )
 CAPTURE_CONTENT = Setting(

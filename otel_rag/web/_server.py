@@ -12,8 +12,8 @@ import sys
 from fastapi import FastAPI
 from starlette.responses import RedirectResponse
 
-from . import router
-from .access import LOOPBACK_HOSTS, DebugConfig
+from otel_rag.web import router
+from otel_rag.web._access import LOOPBACK_HOSTS, DebugConfig
 
 __all__ = ["create_app", "serve"]
 

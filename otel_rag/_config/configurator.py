@@ -26,7 +26,7 @@ from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.util._importlib_metadata import entry_points
 
-from .config import (
+from otel_rag._config.settings import (
     LOGS_EXPORTER,
     METRICS_EXPORTER,
     SDK_DEFAULTS,
@@ -62,7 +62,7 @@ def apply_sdk_defaults() -> None:
 
 def install_safe_logging() -> None:
     """JSON lines with the built-in redaction, before anything that can fail: nothing is ever logged in clear."""
-    from .logs import setup_logging
+    from otel_rag._telemetry.logs import setup_logging
 
     setup_logging(Settings(), provider=None)
 
@@ -140,7 +140,7 @@ def prepare_launcher() -> None:
     install_settings(settings)
     if not settings.sdk_disabled:
         preflight(settings)
-        from .fastapi import instrument_starlette
+        from otel_rag._http.middleware import instrument_starlette
 
         instrument_starlette()
     _launcher_settings = settings
@@ -170,7 +170,7 @@ def configure(**sdk_kwargs: Any) -> Settings | None:
         except (ConfigError, StartupError):
             raise
         except Exception as error:
-            from ._startup import scrub_message
+            from otel_rag._config.startup import scrub_message
 
             raise StartupError(f"{type(error).__name__}: {scrub_message(str(error))}") from None
         _configured = True
@@ -178,7 +178,7 @@ def configure(**sdk_kwargs: Any) -> Settings | None:
 
 
 def _build(settings: Settings, sdk_kwargs: dict[str, Any]) -> None:
-    from .logs import setup_logging
+    from otel_rag._telemetry.logs import setup_logging
 
     if settings.sdk_disabled:
         setup_logging(settings, provider=None)
@@ -190,15 +190,20 @@ def _build(settings: Settings, sdk_kwargs: dict[str, Any]) -> None:
     from opentelemetry.sdk.trace import SpanProcessor
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-    from .langsmith import mirror_from_settings
-    from .local_prometheus import metric_exporters_for_sdk, take_warnings
-    from .metrics import start_health_counters
-    from .otlp import FastOTLPSpanExporter
-    from .pricing import reload_prices
-    from .rag import GenAIChildSpans
-    from .redaction import RedactingLogExporter, RedactingSpanExporter, Redactor, scrub_resource
-    from .store.exporters import PostgresLogExporter, PostgresLogProcessor, PostgresSpanExporter, PostgresSpanProcessor
-    from .tracing import UserSpanProcessor, propagate_context_to_threads
+    from otel_rag._store.exporters import (
+        PostgresLogExporter,
+        PostgresLogProcessor,
+        PostgresSpanExporter,
+        PostgresSpanProcessor,
+    )
+    from otel_rag._telemetry.metrics import start_health_counters
+    from otel_rag._telemetry.otlp import FastOTLPSpanExporter
+    from otel_rag._telemetry.prometheus_server import metric_exporters_for_sdk, take_warnings
+    from otel_rag._telemetry.redaction import RedactingLogExporter, RedactingSpanExporter, Redactor, scrub_resource
+    from otel_rag._telemetry.tracing import UserSpanProcessor, propagate_context_to_threads
+    from otel_rag.rag import GenAIChildSpans
+    from otel_rag.rag._langsmith import mirror_from_settings
+    from otel_rag.rag._pricing import reload_prices
 
     reload_prices(settings)
     metric_exporters, metric_warnings = metric_exporters_for_sdk(settings.metrics_exporter, sys.orig_argv, os.environ)
@@ -301,7 +306,7 @@ class OtelRagConfigurator(_OTelSDKConfigurator):
     """The `opentelemetry_configurator` entry point `otel_rag`, run by `opentelemetry-instrument`."""
 
     def _configure(self, **kwargs: Any) -> None:
-        from ._startup import exit_on_failure
+        from otel_rag._config.startup import exit_on_failure
 
         with exit_on_failure():
             configure(**kwargs)

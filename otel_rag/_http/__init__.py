@@ -1,0 +1,1 @@
+"""HTTP server telemetry: the ASGI middleware behind instrument_app."""

@@ -1,0 +1,1 @@
+"""The SDK pipeline: logs, spans, metrics, redaction and the exporters' encoders."""
