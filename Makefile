@@ -8,7 +8,7 @@ APT_PROGRAMS := $(PG15) /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheu
 APT_PACKAGES := postgresql-15 prometheus prometheus-alertmanager chromium
 UI_STAMP := ui/node_modules/.installed
 
-.PHONY: demo test check lint system-deps stack-binaries ui bench mutation clean
+.PHONY: demo test check docs lint system-deps stack-binaries ui bench mutation clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -64,6 +64,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/freshness.py
 	$(BIN)/python bench/query_latency.py
 	$(BIN)/python -m bench.otlp_pipeline
+
+# The docs site (MkDocs, Material, mkdocstrings) into .build/site; `mkdocs serve` for live editing.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # Mutation testing of the guarantee code (slow: not part of `make test`); scores and survivors in docs/testing.md.
 mutation: $(STAMP)
