@@ -295,3 +295,54 @@ def test_mirror_from_settings_follows_the_settings(stub: LangSmithStub) -> None:
         module._active = None
         if mirror is not None:
             mirror.shutdown()
+
+
+def test_retry_pauses_double_from_one_second_to_a_minute_give_or_take_a_fifth() -> None:
+    from otel_rag.rag._langsmith import retry_delay
+
+    for failures, base in ((1, 1.0), (2, 2.0), (3, 4.0), (6, 32.0), (7, 60.0), (30, 60.0)):
+        delays = [retry_delay(failures) for _ in range(300)]
+        assert 0.8 * base <= min(delays) < 0.85 * base and 1.15 * base < max(delays) <= 1.2 * base, failures
+
+
+def test_a_pause_lasts_its_time_unless_a_flush_or_a_stop_cuts_it_short(stub: LangSmithStub) -> None:
+    _, mirror = _setup(stub.url)
+    try:
+        started = time.monotonic()
+        mirror._back_off(1)  # about a second
+        assert 0.75 <= time.monotonic() - started < 2.0
+        with mirror._wake:
+            mirror._flushing += 1
+        started = time.monotonic()
+        mirror._back_off(7)  # a minute, but someone is waiting for a flush
+        assert time.monotonic() - started < 0.5
+        with mirror._wake:
+            mirror._flushing -= 1
+    finally:
+        mirror.shutdown()
+
+
+def test_the_langsmith_client_starts_no_sender_of_its_own(stub: LangSmithStub) -> None:
+    """The mirror batches and sends on its own thread; the SDK's background batching would be a second queue."""
+    import threading
+
+    from otel_rag._config.settings import load_settings
+    from otel_rag._telemetry.redaction import Redactor
+    from otel_rag.rag._langsmith import mirror_from_settings
+
+    before = set(threading.enumerate())
+    settings = load_settings({"LANGSMITH_API_KEY": "lsv2_pt_test", "LANGSMITH_ENDPOINT": stub.url})
+    mirror = mirror_from_settings(settings, Redactor())
+    try:
+        provider = TracerProvider(resource=Resource.create({"service.name": "rag-api"}))
+        provider.add_span_processor(mirror)  # type: ignore[arg-type]
+        _request(provider)
+        assert mirror is not None and mirror.force_flush(10)
+        started = [thread.name for thread in set(threading.enumerate()) - before]
+        assert started == ["otel-rag-langsmith"], started
+    finally:
+        import otel_rag.rag._langsmith as module
+
+        module._active = None
+        if mirror is not None:
+            mirror.shutdown()

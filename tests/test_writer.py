@@ -24,7 +24,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_rag._store import writer as writer_module
-from otel_rag._store.spool import read_segment
+from otel_rag._store.spool import Spool, read_segment
 from otel_rag._store.writer import PostgresWriter, WriterOptions, shared_writer
 from otel_rag._telemetry.redaction import Redactor
 from otel_rag.testing import CapturedTelemetry
@@ -293,6 +293,7 @@ def test_retries_wait_out_their_backoff_while_records_keep_arriving_and_resume_w
     while _count(store) < sent and time.monotonic() < deadline:  # no flush asked for: the retry alone brings it
         time.sleep(0.05)
     assert _count(store) == sent
+    assert writer._backoff == 0.0  # back to writing at once
     writer.shutdown()
 
 
@@ -408,13 +409,16 @@ def _poison(writer: PostgresWriter) -> list[dict[str, Any]]:
 
 def test_an_unconvertible_record_is_described_by_its_type_and_name_within_bounds(store: Database) -> None:
     writer = PostgresWriter(_options(store), Redactor())
-    writer.submit("log", [_Strange("strange token=abc123"), _Strange("n" * 20_000)])
+    nameless = _Strange("")
+    del nameless.name
+    writer.submit("log", [_Strange("strange token=abc123"), _Strange("n" * 20_000), nameless])
     assert writer.force_flush(10)
-    first, second = _poison(writer)
+    first, second, third = _poison(writer)
     assert first["reason"] == "cannot convert to a row: ValueError: " + "v" * 200
     assert first["row"] == {"unconvertible": "_Strange named strange token=[REDACTED]"}
     assert len(second["row"]["unconvertible"]) == 10_000
-    assert writer.stats["dropped"] == 2
+    assert third["row"] == {"unconvertible": "_Strange named None"}
+    assert writer.stats["dropped"] == 3
     writer.shutdown()
 
 
@@ -533,4 +537,94 @@ def test_postgres_dropping_the_connection_while_a_batch_is_split_spools_the_rest
     writer._backoff = 0.0
     assert writer.force_flush(10)
     assert _count(store) == 4 and writer.stats["dropped"] == 1
+    writer.shutdown()
+
+
+# -- days are UTC days, the window's edges included ------------------------------------------------------------------
+
+
+def test_days_are_utc_days_whatever_the_local_time_zone(store: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server's TZ must not move a record to another day's partition, nor the partition window."""
+    now = dt.datetime.now(dt.UTC)
+    today = dt.datetime(now.year, now.month, now.day, tzinfo=dt.UTC)
+    west = now.hour < 12  # pick the zone whose local date differs from the UTC date right now
+    monkeypatch.setenv("TZ", "Etc/GMT+12" if west else "Etc/GMT-14")
+    time.tzset()
+    try:
+        assert dt.datetime.now().date() != now.date()
+
+        def at(moment: dt.datetime) -> ReadableLogRecord:
+            return _log(moment.isoformat(), int(moment.timestamp()) * 10**9)
+
+        near_midnight = today + (dt.timedelta(seconds=1) if west else dt.timedelta(hours=23, minutes=59))
+        writer = PostgresWriter(_options(store))
+        writer.submit("log", [at(near_midnight)])  # alone: its day's partition must be today's
+        assert writer.force_flush(10)
+        edges = [today - dt.timedelta(days=30) + dt.timedelta(hours=12), today + dt.timedelta(days=1, hours=12)]
+        writer.submit("log", [at(moment) for moment in edges])  # the first and the last day of the window
+        assert writer.force_flush(10)
+        assert _count(store) == 3 and writer.stats["dropped"] == 0
+        writer.shutdown()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_a_spooled_segment_of_only_out_of_window_rows_is_set_aside_not_retried(store: Database) -> None:
+    """Rows spooled long ago (a process killed, restarted weeks later) are outside the window: the replay must go on."""
+    spool_dir = scratch_dir("spool-")
+    old = (dt.datetime.now(dt.UTC) - dt.timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%S.000000+00:00")
+    dead = Spool(spool_dir, 1 << 20, owner="killed-long-ago", fsync="never")
+    dead.append([("log", (old, str(uuid.uuid4()), None, None, "svc", None, "info", 9, None, "old", "{}", "{}"))])
+    dead.release_after_fork()
+    os.unlink(spool_dir / "killed-long-ago" / "lock")
+    writer = PostgresWriter(_options(store, spool_dir=spool_dir))
+    writer.submit("log", [_log("new")])
+    assert writer.force_flush(10)
+    assert _count(store) == 1 and writer.stats["retried"] == 0 and writer.stats["dropped"] == 1
+    assert not list(spool_dir.rglob("*.seg"))
+    writer.shutdown()
+
+
+def test_every_retried_batch_that_meets_stored_rows_is_counted(store: Database) -> None:
+    writer = PostgresWriter(_options(store))
+    now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+    items = [("log", (now, str(uuid.uuid4()), None, None, "svc", None, "info", 9, None, "once", "{}", "{}"))]
+    assert writer._write_items(list(items))
+    for expected in (1, 2):
+        assert writer._write_items(list(items)) and writer.stats["deduplicated_batches"] == expected
+    assert _count(store) == 1
+    writer.shutdown()
+
+
+def test_a_record_that_fails_conversion_in_the_middle_of_a_copy_is_set_aside(
+    store: Database, sdk: CapturedTelemetry
+) -> None:
+    from opentelemetry.trace import SpanContext
+
+    before = sdk.metric_total("otel_rag.sink.exported", signal="traces")
+    duration_before = sum(point.sum for point in sdk.metric_points("otel_rag.sink.batch.duration"))
+    writer = PostgresWriter(_options(store))
+    good = ReadableSpan(
+        name="good", context=SpanContext(5, 5, False), resource=RESOURCE, start_time=time.time_ns(), end_time=1
+    )
+    broken = ReadableSpan(name="no context", context=None, resource=RESOURCE, start_time=time.time_ns())
+    writer.submit("span", [good, broken])  # the broken one has a time: it gets as far as the COPY
+    assert writer.force_flush(10)
+    assert store.scalar("SELECT count(*) FROM otel_rag.spans") == 1
+    assert [entry["reason"].split(":")[0] for entry in _poison(writer)] == ["cannot convert to a row"]
+    assert writer.stats["exported"] == 1 and writer.stats["dropped"] == 1
+    assert sdk.metric_total("otel_rag.sink.exported", signal="traces") - before == 1
+    duration = sum(point.sum for point in sdk.metric_points("otel_rag.sink.batch.duration")) - duration_before
+    assert 0 < duration < 10  # seconds spent writing, not a clock reading
+    writer.shutdown()
+
+
+def test_records_moved_to_disk_to_relieve_memory_keep_the_unconvertible_apart(store: Database) -> None:
+    writer = PostgresWriter(_options(store, dsn=_dead(store), queue_size=4, batch_size=10))
+    writer._next_orphan_check = time.monotonic() + 60
+    writer._queue.extend([("log", _Strange("bad")), *(("log", _log(f"r{index}")) for index in range(4))])
+    writer._relieve_memory()  # the three oldest go to disk
+    assert len(writer._queue) == 2 and writer.stats["spooled"] == 2 and writer.stats["dropped"] == 1
+    assert [entry["row"] for entry in _poison(writer)] == [{"unconvertible": "_Strange named bad"}]
     writer.shutdown()

@@ -314,11 +314,10 @@ class LangSmithMirror(SpanProcessor):
                 self._back_off(failures)
 
     def _back_off(self, failures: int) -> None:
-        """After a failed send, wait (1 s doubling to 60 s) before the next: a dead LangSmith costs no CPU. Traces
-        keep queueing meanwhile (the oldest dropped past the bound); a flush or a stop cuts the wait short."""
-        delay = min(2.0 ** (failures - 1), 60.0) * random.uniform(0.8, 1.2)  # noqa: S311
+        """After a failed send, wait before the next: a dead LangSmith costs no CPU. Traces keep queueing
+        meanwhile (the oldest dropped past the bound); a flush or a stop cuts the wait short."""
         with self._wake:
-            self._wake.wait_for(lambda: self._stopping or self._flushing > 0, timeout=delay)
+            self._wake.wait_for(lambda: self._stopping or self._flushing > 0, timeout=retry_delay(failures))
 
     def _resolve_link(self) -> None:
         """Look up the project's URL prefix (tenant and project id), on this thread, retried while it fails."""
@@ -389,6 +388,12 @@ def langsmith_url(trace_id: str, root_span_id: int | None = None) -> str | None:
     if mirror is None or root_span_id is None or not mirror.sampled(int(trace_id, 16)):
         return None
     return mirror.url_for(root_span_id)
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds to wait after `failures` failed sends in a row: 1 s doubling to 60 s, give or take a fifth (so that
+    many processes do not retry in step)."""
+    return min(2.0 ** (failures - 1), 60.0) * random.uniform(0.8, 1.2)  # noqa: S311
 
 
 def mirror_from_settings(settings: Settings, redactor: Redactor) -> LangSmithMirror | None:
