@@ -321,28 +321,3 @@ def test_a_pause_lasts_its_time_unless_a_flush_or_a_stop_cuts_it_short(stub: Lan
     finally:
         mirror.shutdown()
 
-
-def test_the_langsmith_client_starts_no_sender_of_its_own(stub: LangSmithStub) -> None:
-    """The mirror batches and sends on its own thread; the SDK's background batching would be a second queue."""
-    import threading
-
-    from otel_rag._config.settings import load_settings
-    from otel_rag._telemetry.redaction import Redactor
-    from otel_rag.rag._langsmith import mirror_from_settings
-
-    before = set(threading.enumerate())
-    settings = load_settings({"LANGSMITH_API_KEY": "lsv2_pt_test", "LANGSMITH_ENDPOINT": stub.url})
-    mirror = mirror_from_settings(settings, Redactor())
-    try:
-        provider = TracerProvider(resource=Resource.create({"service.name": "rag-api"}))
-        provider.add_span_processor(mirror)  # type: ignore[arg-type]
-        _request(provider)
-        assert mirror is not None and mirror.force_flush(10)
-        started = [thread.name for thread in set(threading.enumerate()) - before]
-        assert started == ["otel-rag-langsmith"], started
-    finally:
-        import otel_rag.rag._langsmith as module
-
-        module._active = None
-        if mirror is not None:
-            mirror.shutdown()
