@@ -320,4 +320,3 @@ def test_a_pause_lasts_its_time_unless_a_flush_or_a_stop_cuts_it_short(stub: Lan
             mirror._flushing -= 1
     finally:
         mirror.shutdown()
-
