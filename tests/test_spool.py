@@ -303,13 +303,15 @@ for index in range(400):  # about 120 KiB of frames for 64 KiB of disk
         stored.append(index)
     except OSError:
         failed.append(index)
+size_full, bytes_full = spool.size, sum(path.stat().st_size for path in spool.segments())
 first = spool.oldest()
 spool.remove(first)  # replayed: the space is free again
 for index in range(400, 450):
     spool.append([("log", [str(index), "y" * 250])])
 second = spool.oldest()
 print(json.dumps({
-    "stored": stored, "failed": len(failed), "size_after": spool.size,
+    "stored": stored, "failed": len(failed), "size_full": size_full, "bytes_full": bytes_full,
+    "size_after": spool.size,
     "first": [int(item[1][0]) for item in first.items], "first_corrupted": first.corrupted,
     "second": [int(item[1][0]) for item in second.items], "second_corrupted": second.corrupted,
     "second_bytes": second.path.stat().st_size,
@@ -335,4 +337,5 @@ def test_a_full_disk_refuses_whole_records_and_the_spool_reads_back_exactly_what
     assert outcome["failed"] > 0 and len(outcome["stored"]) > 100  # the disk did fill up
     assert outcome["first"] == outcome["stored"] and outcome["first_corrupted"] == 0  # no torn or repeated record
     assert outcome["second"] == list(range(400, 450)) and outcome["second_corrupted"] == 0
-    assert outcome["size_after"] == outcome["second_bytes"]  # the size it reports is what is on disk
+    assert outcome["size_full"] == outcome["bytes_full"]  # the size it reports is what is on disk
+    assert outcome["size_after"] == outcome["second_bytes"]
