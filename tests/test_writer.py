@@ -48,6 +48,13 @@ def _log(body: str, nanoseconds: int | None = None) -> ReadableLogRecord:
     return ReadableLogRecord(record, resource=RESOURCE)
 
 
+def _idle(writer: PostgresWriter) -> PostgresWriter:
+    """Let the writer's thread settle into its idle sleep, so that a test can drive the writer's steps itself."""
+    writer._next_orphan_check = time.monotonic() + 60
+    time.sleep(0.2)
+    return writer
+
+
 def _count(store: Database) -> int:
     return int(store.scalar("SELECT count(*) FROM otel_rag.logs"))
 
@@ -189,12 +196,13 @@ def test_memory_is_relieved_during_the_backoff_not_after_it(store: Database) -> 
 
 
 def test_relieving_memory_leaves_exactly_the_high_water_mark(store: Database) -> None:
-    writer = PostgresWriter(_options(store, dsn=_dead(store), queue_size=100, batch_size=7, connect_timeout=1))
-    writer._queue.extend(("log", _log(f"r{index}")) for index in range(93))
-    writer._relieve_memory()
-    assert len(writer._queue) == 50 and writer.stats["spooled"] == 43
-    writer._relieve_memory()
-    assert len(writer._queue) == 50
+    writer = _idle(PostgresWriter(_options(store, dsn=_dead(store), queue_size=100, batch_size=7, connect_timeout=1)))
+    with writer._condition:  # the thread stays out of it
+        writer._queue.extend(("log", _log(f"r{index}")) for index in range(93))
+        writer._relieve_memory()
+        assert len(writer._queue) == 50 and writer.stats["spooled"] == 43
+        writer._relieve_memory()
+        assert len(writer._queue) == 50
     writer.shutdown()
 
 
@@ -298,8 +306,7 @@ def test_retries_wait_out_their_backoff_while_records_keep_arriving_and_resume_w
 
 
 def test_waiting_for_a_retry_keeps_the_queue_under_its_high_water_and_gives_way_to_a_flush(store: Database) -> None:
-    writer = PostgresWriter(_options(store, dsn=_dead(store), queue_size=200, batch_size=20))
-    writer._next_orphan_check = time.monotonic() + 60  # the thread sleeps: this test drives the wait itself
+    writer = _idle(PostgresWriter(_options(store, dsn=_dead(store), queue_size=200, batch_size=20)))  # we drive it
 
     def wait(backoff: float) -> float:
         writer._backoff = backoff
@@ -621,10 +628,10 @@ def test_a_record_that_fails_conversion_in_the_middle_of_a_copy_is_set_aside(
 
 
 def test_records_moved_to_disk_to_relieve_memory_keep_the_unconvertible_apart(store: Database) -> None:
-    writer = PostgresWriter(_options(store, dsn=_dead(store), queue_size=4, batch_size=10))
-    writer._next_orphan_check = time.monotonic() + 60
-    writer._queue.extend([("log", _Strange("bad")), *(("log", _log(f"r{index}")) for index in range(4))])
-    writer._relieve_memory()  # the three oldest go to disk
-    assert len(writer._queue) == 2 and writer.stats["spooled"] == 2 and writer.stats["dropped"] == 1
+    writer = _idle(PostgresWriter(_options(store, dsn=_dead(store), queue_size=4, batch_size=10)))
+    with writer._condition:  # the thread stays out of it (the drop's warning would wake it)
+        writer._queue.extend([("log", _Strange("bad")), *(("log", _log(f"r{index}")) for index in range(4))])
+        writer._relieve_memory()  # the three oldest go to disk
+        assert len(writer._queue) == 2 and writer.stats["spooled"] == 2 and writer.stats["dropped"] == 1
     assert [entry["row"] for entry in _poison(writer)] == [{"unconvertible": "_Strange named bad"}]
     writer.shutdown()

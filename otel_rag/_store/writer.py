@@ -2,9 +2,9 @@
 
 The exporters call `submit()`, which only appends to a bounded in-memory queue (O(1), no I/O). A daemon thread
 takes batches (by size or after the flush interval), turns records into rows, and COPYs them into Postgres in one
-transaction. Idempotency: each row carries a client-generated key; a batch whose commit outcome is unknown is
-retried, and if the retry meets rows already there it goes through a staging table with ON CONFLICT DO NOTHING,
-so nothing is stored twice.
+transaction (copy.py). Idempotency: each row carries a client-generated key; a batch whose commit outcome is
+unknown is retried, and if the retry meets rows already there it goes through a staging table with ON CONFLICT DO
+NOTHING, so nothing is stored twice.
 
 When Postgres is down or slow the thread retries with capped exponential backoff; the queue keeps accepting, and
 once it passes its high-water mark the writer thread moves the oldest records to the local spool (spool.py), which
@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from otel_rag._store import problems
+from otel_rag._store.copy import CONNECTION_ERRORS, CONTENT_ERRORS, TABLES, copy_batch
 from otel_rag._store.migrate import ensure_partitions
-from otel_rag._store.rows import LOG_COLUMNS, SPAN_COLUMNS, Limits, log_row, span_row
+from otel_rag._store.rows import Limits, log_row, span_row
 from otel_rag._store.spool import Item, Spool
 from otel_rag._telemetry import metrics
 from otel_rag._telemetry.redaction import Redactor, redact_log_record, redact_span, safe_str
@@ -51,42 +51,6 @@ from otel_rag._telemetry.tracing import without_instrumentation
 __all__ = ["PostgresWriter", "WriterOptions", "shared_writer"]
 
 _logger = logging.getLogger("otel_rag.store")
-_TABLES = {"log": ("logs", LOG_COLUMNS), "span": ("spans", SPAN_COLUMNS)}
-_STAGE_TYPES = {
-    "time": "timestamptz",
-    "end_time": "timestamptz",
-    "duration_ms": "double precision",
-    "record_id": "uuid",
-    "severity_number": "smallint",
-    "attributes": "jsonb",
-    "events": "jsonb",
-    "resource": "jsonb",
-    "cost_usd": "numeric(18, 9)",
-    "input_tokens": "integer",
-    "output_tokens": "integer",
-    "parent_remote": "boolean",
-} | {
-    column: "text"
-    for column in (
-        "trace_id",
-        "span_id",
-        "parent_span_id",
-        "service_name",
-        "user_id",
-        "severity",
-        "logger",
-        "body",
-        "name",
-        "kind",
-        "status",
-        "status_message",
-        "scope",
-    )
-}
-_CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
-# Errors about a row's content: the row is poison, the rest of the batch is fine. Any other error (privileges, a
-# missing table, a server problem) is about the environment: retried and spooled like an outage, never dropped.
-_CONTENT_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
 _DROP_REASONS = {
     "spool_full": "the spool at {dir} reached OTEL_RAG_SPOOL_MAX_BYTES={limit}",
     "spool_unwritable": "the spool at {dir} could not be written (a full disk, or no permission)",
@@ -346,7 +310,7 @@ class PostgresWriter:
         if isinstance(value, _Unconvertible):
             return value
         if isinstance(value, tuple):  # a row from the spool, perhaps written before a column was added
-            missing = len(_TABLES[kind][1]) - len(value)
+            missing = len(TABLES[kind][1]) - len(value)
             return (*value, *([None] * missing)) if missing > 0 else value
         try:
             if kind == "log":
@@ -499,11 +463,11 @@ class PostgresWriter:
             connection = self._connect()
             self._ensure_partitions(connection, days)
             try:
-                self._copy(connection, items, staged=False)
+                copy_batch(connection, self.options.schema, items, self._row, staged=False)
             except psycopg.errors.UniqueViolation:
                 self.stats["deduplicated_batches"] += 1
-                self._copy(connection, items, staged=True)
-        except _CONTENT_ERRORS as error:
+                copy_batch(connection, self.options.schema, items, self._row, staged=True)
+        except CONTENT_ERRORS as error:
             self._isolate_poison(items, error)
             return True
         except psycopg.Error as error:
@@ -543,7 +507,7 @@ class PostgresWriter:
         text = problems.describe(error)
         # An outage (refused, timed out, dropped, starting up) is retried quietly. A server that answers no (wrong
         # password, no such database or role, no privilege) is a problem a person must fix: said once, loudly.
-        if isinstance(error, _CONNECTION_ERRORS) and not problems.refused_by_server(error):
+        if isinstance(error, CONNECTION_ERRORS) and not problems.refused_by_server(error):
             _logger.debug("postgres unavailable (%s); retrying in %.2fs", text, self._backoff)
         elif text != self._last_problem:
             _logger.error("postgres sink cannot write (%s): records are kept in the spool and retried", text)
@@ -563,41 +527,6 @@ class PostgresWriter:
         if missing:
             ensure_partitions(connection, self.options.schema, min(missing), max(missing))
             self._partitions |= set(_days_between(min(missing), max(missing)))
-
-    def _copy(self, connection: psycopg.Connection[Any], items: list[tuple[str, Any]], staged: bool) -> None:
-        schema = sql.Identifier(self.options.schema)
-        with connection.transaction(), connection.cursor() as cursor:
-            for kind, (table, columns) in _TABLES.items():
-                positions = [index for index, (item_kind, _) in enumerate(items) if item_kind == kind]
-                if not positions:
-                    continue
-                column_list = sql.SQL(", ").join(map(sql.Identifier, columns))
-                target = sql.SQL("{}.{}").format(schema, sql.Identifier(table))
-                if staged:  # the writer may not SELECT the table, so the stage is declared, not LIKE'd
-                    stage = sql.Identifier(f"otel_rag_stage_{table}")
-                    cursor.execute(
-                        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
-                            stage,
-                            sql.SQL(", ").join(
-                                sql.SQL(f"{{}} {_STAGE_TYPES[c]}").format(sql.Identifier(c)) for c in columns
-                            ),
-                        )
-                    )
-                    copy_into: sql.Composable = stage
-                else:
-                    copy_into = target
-                with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(copy_into, column_list)) as copy:
-                    for index in positions:
-                        row = self._row(kind, items[index][1])
-                        items[index] = (kind, row)
-                        if not isinstance(row, _Unconvertible):
-                            copy.write_row(row)
-                if staged:
-                    cursor.execute(
-                        sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
-                            target, column_list, column_list, copy_into
-                        )
-                    )
 
     def _isolate_poison(self, items: list[tuple[str, Any]], error: psycopg.Error) -> None:
         """Split the batch until the rows Postgres refuses are alone; write the others, quarantine those."""
