@@ -152,6 +152,12 @@ def configure(**sdk_kwargs: Any) -> Settings | None:
     Idempotent: a second call logs a warning and changes nothing. With OTEL_SDK_DISABLED=true no SDK is
     built, but logs are still written as JSON lines.
 
+    Args:
+        **sdk_kwargs: passed to the OpenTelemetry SDK's own configurator (as the launcher does).
+
+    Returns:
+        The settings in effect, or None when the process was already configured.
+
     Raises:
         ConfigError: a variable holds a value that cannot work; the message names it and what it accepts.
         StartupError: telemetry could not be built for another reason; the message says what failed.

@@ -97,6 +97,9 @@ def set_user(user_id: str | None) -> None:
 
     Every log line after this carries `user_id`; the request's server span and every span started after
     this carry `enduser.id`. Ids longer than 128 characters are cut.
+
+    Args:
+        user_id: the user's id (redacted like any other value if it matches a PII pattern), or None to forget it.
     """
     if user_id is not None:
         user_id = str(user_id)[:MAX_USER_ID]

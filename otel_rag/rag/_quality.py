@@ -50,7 +50,19 @@ def _content_words(text: str) -> set[str]:
 
 
 def groundedness(answer: str, contexts: Sequence[str], threshold: float = 0.6) -> Groundedness:
-    """Share of answer sentences whose content words are mostly (>= threshold) found in one context passage."""
+    """Share of answer sentences whose content words are mostly (>= threshold) found in one context passage.
+
+    A cheap, local hallucination signal (no model call): record its `score` with `record_quality`.
+
+    Args:
+        answer: the generated answer.
+        contexts: the passages the answer was generated from.
+        threshold: the share of a sentence's content words one passage must hold for the sentence to count as
+            supported.
+
+    Returns:
+        The score (1.0 when the answer has no content sentence), the counts, and the unsupported sentences.
+    """
     sentences = [s.strip() for s in _SENTENCE.split(answer) if _content_words(s)]
     passages = [_content_words(passage) for passage in contexts]
     unsupported = []
