@@ -635,3 +635,46 @@ def test_records_moved_to_disk_to_relieve_memory_keep_the_unconvertible_apart(st
         assert len(writer._queue) == 2 and writer.stats["spooled"] == 2 and writer.stats["dropped"] == 1
     assert [entry["row"] for entry in _poison(writer)] == [{"unconvertible": "_Strange named bad"}]
     writer.shutdown()
+
+
+# -- freshness, a slow but finishing COPY, a segment that cannot be read ---------------------------------------------
+
+
+def test_a_few_records_are_stored_within_the_flush_interval_without_a_flush(store: Database) -> None:
+    writer = PostgresWriter(_options(store, flush_interval=0.05))
+    writer.submit("log", [_log(f"r{index}") for index in range(3)])  # far below a batch
+    deadline = time.monotonic() + 5
+    while _count(store) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _count(store) == 3
+    writer.shutdown()
+
+
+def test_a_copy_that_finishes_within_the_shutdown_timeout_is_not_cancelled(store: Database) -> None:
+    writer = PostgresWriter(_options(store, shutdown_timeout=10.0, flush_interval=0.01))
+    writer.submit("log", [_log("make the partition")])
+    assert writer.force_flush(10)
+    with psycopg.connect(store.admin_dsn) as blocker:
+        blocker.execute("LOCK TABLE otel_rag.logs IN ACCESS EXCLUSIVE MODE")
+        writer.submit("log", [_log(f"slow {index}") for index in range(5)])
+        time.sleep(0.3)  # the writer now waits inside its COPY
+        threading.Timer(1.5, blocker.rollback).start()  # the lock goes away well before the deadline
+        writer.shutdown()
+    assert _count(store) == 6 and _spooled(writer) == 0
+
+
+def test_a_spool_segment_that_cannot_be_read_is_set_aside_and_the_rest_replays(store: Database) -> None:
+    spool_dir = scratch_dir("spool-")
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000+00:00", time.gmtime())
+    dead = Spool(spool_dir, 1 << 20, owner="killed", fsync="never")
+    dead.append([("log", (now, str(uuid.uuid4()), None, None, "svc", None, "info", 9, None, "spooled", "{}", "{}"))])
+    dead.release_after_fork()
+    os.unlink(spool_dir / "killed" / "lock")
+    (spool_dir / "killed" / "00000000000000000001-000001.seg").mkdir()  # the oldest "segment": reading it fails
+    writer = PostgresWriter(_options(store, spool_dir=spool_dir))
+    writer.submit("log", [_log("new")])
+    assert writer.force_flush(10)
+    assert _count(store) == 2 and writer.stats["dropped"] == 1
+    assert [path.name for path in spool_dir.rglob("*.unreadable")] == ["00000000000000000001-000001.unreadable"]
+    assert not list(spool_dir.rglob("*.seg"))
+    writer.shutdown()

@@ -156,7 +156,11 @@ class Spool:
             self._current_path = None
 
     def oldest(self) -> Segment | None:
-        """The oldest segment's readable items (the segment being written is closed first)."""
+        """The oldest segment's readable items (the segment being written is closed first).
+
+        A segment the file system will not read (an I/O error, not a file) is renamed `*.unreadable`, out of the
+        replay, and returned empty with one corrupted frame: one bad file must not hold back everything after it.
+        """
         with self._lock:
             segments = self.segments()
             if not segments:
@@ -164,7 +168,13 @@ class Spool:
             if self._current_path == segments[0]:
                 self._close_current()
             path = segments[0]
-        return read_segment(path)
+            try:
+                return read_segment(path)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    self._size = max(0, self._size - path.stat().st_size)
+                    path.rename(path.with_suffix(".unreadable"))
+                return Segment(path, [], corrupted=1)
 
     def remove(self, segment: Segment) -> None:
         with self._lock:

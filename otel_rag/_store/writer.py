@@ -54,7 +54,7 @@ _logger = logging.getLogger("otel_rag.store")
 _DROP_REASONS = {
     "spool_full": "the spool at {dir} reached OTEL_RAG_SPOOL_MAX_BYTES={limit}",
     "spool_unwritable": "the spool at {dir} could not be written (a full disk, or no permission)",
-    "spool_corrupted": "a spool segment in {dir} failed its checksum",
+    "spool_corrupted": "a spool segment in {dir} failed its checksum or could not be read (kept as *.unreadable)",
     "poison": "they could not be stored as they are; they are kept in {poison}",
     "queue_full": "more arrived than OTEL_RAG_POSTGRES_QUEUE_SIZE={queue} while the writer was behind",
     "shutdown": "they arrived after the sink had shut down",
