@@ -15,6 +15,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from otel_rag import rag
 from otel_rag._telemetry.tracing import begin_request, end_request
 from otel_rag.rag._langsmith import LangSmithMirror, run_id
+from otel_rag.testing import CapturedTelemetry
 from tests.support.langsmith_server import PROJECT_ID, TENANT_ID, LangSmithStub
 
 pytestmark = pytest.mark.integration  # starts real processes and services: `make test`, not `make check`
@@ -189,18 +190,26 @@ def test_langsmith_url_is_known_at_once(stub: LangSmithStub) -> None:
         mirror.shutdown()
 
 
-def test_traces_in_flight_are_bounded_by_count_and_age(stub: LangSmithStub, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_traces_in_flight_are_bounded_by_count_and_age(
+    stub: LangSmithStub, monkeypatch: pytest.MonkeyPatch, sdk: CapturedTelemetry
+) -> None:
     """Spans whose root never ends here (a root in another process, a crash) must not pile up for ever."""
     import otel_rag.rag._langsmith as module
 
+    def given_up() -> float:
+        return sdk.metric_total("otel_rag.langsmith.dropped", reason="open_traces")
+
+    before = given_up()
     monkeypatch.setattr(module, "_MAX_OPEN_TRACES", 50)
     provider, mirror = _setup(stub.url)
     tracer = provider.get_tracer("t")
     open_roots = [tracer.start_span(f"root-{index}") for index in range(200)]  # never ended
-    assert len(mirror._traces) <= 50
+    assert len(mirror._traces) == 50  # the newest 50; the 150 oldest were given up, and counted
+    assert given_up() - before == 150
     monkeypatch.setattr(module, "_MAX_TRACE_AGE_S", 0.0)
     tracer.start_span("one more").end()
     assert len(mirror._traces) <= 1  # everything older than the age limit is given up
+    assert given_up() - before == 200
     for span in open_roots:
         span.end()  # their roots end after being given up: nothing is mirrored, nothing raises
     _request(provider)  # a whole trace still goes through
