@@ -329,3 +329,25 @@ def test_a_pause_lasts_its_time_unless_a_flush_or_a_stop_cuts_it_short(stub: Lan
             mirror._flushing -= 1
     finally:
         mirror.shutdown()
+
+
+def test_a_full_send_queue_drops_the_oldest_traces_and_counts_them(
+    stub: LangSmithStub, monkeypatch: pytest.MonkeyPatch, sdk: CapturedTelemetry
+) -> None:
+    """LangSmith slower than the app: the queue of finished traces stays bounded; the newest are kept."""
+    import otel_rag.rag._langsmith as module
+
+    monkeypatch.setattr(module, "_MAX_QUEUED_TRACES", 3)
+    before = sdk.metric_total("otel_rag.langsmith.dropped", reason="queue_full")
+    provider, mirror = _setup(stub.url)
+    roots = []
+    with mirror._wake:  # the sender cannot take anything meanwhile
+        for user in ("u1", "u2", "u3", "u4", "u5"):
+            roots.append(_request(provider, user=user))
+        assert len(mirror._queue) == 3
+    assert sdk.metric_total("otel_rag.langsmith.dropped", reason="queue_full") - before == 2
+    assert mirror.force_flush(10_000)
+    _wait(stub, 9)
+    sent = {run["trace_id"] for run in stub.runs.values()}
+    assert sent == {str(run_id(root.get_span_context().span_id)) for root in roots[2:]}  # the two oldest dropped
+    mirror.shutdown()
