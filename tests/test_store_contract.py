@@ -28,6 +28,7 @@ from otel_rag._store.exporters import (
 from otel_rag._store.spool import _HEADER, Spool, read_segment
 from otel_rag._store.writer import PostgresWriter, WriterOptions
 from tests.support.postgres import Database, scratch_dir
+from tests.support.spooled import leave_as_killed, log_row
 
 RESOURCE = Resource.create({"service.name": "contract"})
 
@@ -77,27 +78,18 @@ def test_a_record_far_from_now_is_set_aside_and_everything_else_lands(store: Dat
 def test_a_spool_holding_bad_rows_replays_everything_else_after_a_restart(store: Database) -> None:
     """What wedged the sink for good: a far timestamp spooled as an 'outage', then replayed first, forever."""
     spool_dir = scratch_dir("spool-")
-    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000+00:00", time.gmtime())
-
-    def row(body: str, when: str = now, record_id: str | None = None) -> tuple[Any, ...]:
-        import uuid
-
-        record = record_id or str(uuid.uuid4())
-        return (when, record, None, None, "svc", None, "info", 9, "x", body, "{}", "{}", None, None, None)
-
     dead = Spool(spool_dir, 1 << 20, owner="dead-process")
-    dead.append([("log", row("spooled 1")), ("log", row("from 1970", "1970-01-21T05:00:00.000000+00:00"))])
-    dead.append([("log", row("bad uuid", record_id="not-a-uuid")), ("log", row("spooled 2"))])
+    dead.append([("log", log_row("spooled 1")), ("log", log_row("from 1970", "1970-01-21T05:00:00.000000+00:00"))])
+    dead.append([("log", log_row("bad uuid", record_id="not-a-uuid")), ("log", log_row("spooled 2"))])
     segment = dead.segments()[-1]
     with segment.open("ab") as file:  # a frame that passes its checksum but is not a row
         import zlib
 
         payload = b'{"not": "a row"}'
         file.write(_HEADER.pack(len(payload), zlib.crc32(payload)) + payload)
-        good = json.dumps(["log", list(row("spooled 3"))]).encode()
+        good = json.dumps(["log", list(log_row("spooled 3"))]).encode()
         file.write(_HEADER.pack(len(good), zlib.crc32(good)) + good)
-    dead.release_after_fork()  # leave it as a killed process would: segments on disk, lock free
-    os.unlink(spool_dir / "dead-process" / "lock")
+    leave_as_killed(dead)
 
     writer = _writer(store, spool_dir=spool_dir)
     writer.submit("log", [_log("new after restart")])
@@ -285,8 +277,7 @@ def test_a_span_row_spooled_before_a_column_was_added_is_replayed(store: Databas
     )  # 19 values: no parent_remote yet
     dead = Spool(spool_dir, 1 << 20, owner="older-version")
     dead.append([("span", old_row)])
-    dead.release_after_fork()
-    os.unlink(spool_dir / "older-version" / "lock")
+    leave_as_killed(dead)
     writer = _writer(store, spool_dir=spool_dir)
     assert writer.force_flush(10)
     stored = store.scalar("SELECT parent_remote IS NULL FROM otel_rag.spans WHERE name = 'from an older spool'")

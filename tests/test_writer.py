@@ -12,7 +12,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from otel_rag._store.writer import PostgresWriter, WriterOptions, shared_writer
 from otel_rag._telemetry.redaction import Redactor
 from otel_rag.testing import CapturedTelemetry
 from tests.support.postgres import Database, scratch_dir
+from tests.support.spooled import leave_as_killed, log_row
 
 RESOURCE = Resource.create({"service.name": "writer-test"})
 
@@ -234,14 +234,9 @@ def test_two_poison_rows_among_good_ones_are_set_aside_alone(store: Database) ->
     writer = PostgresWriter(_options(store))
     writer.submit("log", [_log("partition")])
     assert writer.force_flush(10)
-    now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
-
-    def row(body: str, record_id: str) -> tuple[Any, ...]:
-        return (now, record_id, None, None, "svc", None, "info", 9, None, body, "{}", "{}", None, None, None)
-
-    items = [("log", row(f"good {index}", str(uuid.uuid4()))) for index in range(8)]
-    items[2] = ("log", row("bad 1", "not-a-uuid"))
-    items[6] = ("log", row("bad 2", "also-not"))
+    items = [("log", log_row(f"good {index}")) for index in range(8)]
+    items[2] = ("log", log_row("bad 1", record_id="not-a-uuid"))
+    items[6] = ("log", log_row("bad 2", record_id="also-not"))
     assert writer._write_items(items)
     assert _count(store) == 7 and writer.stats["dropped"] == 2
     writer.shutdown()
@@ -526,14 +521,8 @@ def test_postgres_dropping_the_connection_while_a_batch_is_split_spools_the_rest
             "CREATE TRIGGER kill_on_marker BEFORE INSERT ON otel_rag.logs "
             "FOR EACH ROW EXECUTE FUNCTION otel_rag.kill_on_marker()"
         )
-    now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
-
-    def row(body: str, record_id: str) -> tuple[Any, ...]:
-        return (now, record_id, None, None, "svc", None, "info", 9, None, body, "{}", "{}", None, None, None)
-
-    bad_id = "n" * 300
-    items = [("log", row("bad", bad_id)), ("log", row("good 1", str(uuid.uuid4())))]
-    items += [("log", row("kill", str(uuid.uuid4()))), ("log", row("good 2", str(uuid.uuid4())))]
+    items = [("log", log_row("bad", record_id="n" * 300)), ("log", log_row("good 1"))]
+    items += [("log", log_row("kill")), ("log", log_row("good 2"))]
     assert writer._write_items(items)  # the refused row is set aside; the half with the marker meets the outage
     assert _count(store) == 2 and _spooled(writer) == 2
     (poison,) = _poison(writer)
@@ -582,9 +571,8 @@ def test_a_spooled_segment_of_only_out_of_window_rows_is_set_aside_not_retried(s
     spool_dir = scratch_dir("spool-")
     old = (dt.datetime.now(dt.UTC) - dt.timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%S.000000+00:00")
     dead = Spool(spool_dir, 1 << 20, owner="killed-long-ago", fsync="never")
-    dead.append([("log", (old, str(uuid.uuid4()), None, None, "svc", None, "info", 9, None, "old", "{}", "{}"))])
-    dead.release_after_fork()
-    os.unlink(spool_dir / "killed-long-ago" / "lock")
+    dead.append([("log", log_row("old", when=old))])
+    leave_as_killed(dead)
     writer = PostgresWriter(_options(store, spool_dir=spool_dir))
     writer.submit("log", [_log("new")])
     assert writer.force_flush(10)
@@ -595,8 +583,7 @@ def test_a_spooled_segment_of_only_out_of_window_rows_is_set_aside_not_retried(s
 
 def test_every_retried_batch_that_meets_stored_rows_is_counted(store: Database) -> None:
     writer = PostgresWriter(_options(store))
-    now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
-    items = [("log", (now, str(uuid.uuid4()), None, None, "svc", None, "info", 9, None, "once", "{}", "{}"))]
+    items = [("log", log_row("once"))]
     assert writer._write_items(list(items))
     for expected in (1, 2):
         assert writer._write_items(list(items)) and writer.stats["deduplicated_batches"] == expected
@@ -665,11 +652,9 @@ def test_a_copy_that_finishes_within_the_shutdown_timeout_is_not_cancelled(store
 
 def test_a_spool_segment_that_cannot_be_read_is_set_aside_and_the_rest_replays(store: Database) -> None:
     spool_dir = scratch_dir("spool-")
-    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000+00:00", time.gmtime())
     dead = Spool(spool_dir, 1 << 20, owner="killed", fsync="never")
-    dead.append([("log", (now, str(uuid.uuid4()), None, None, "svc", None, "info", 9, None, "spooled", "{}", "{}"))])
-    dead.release_after_fork()
-    os.unlink(spool_dir / "killed" / "lock")
+    dead.append([("log", log_row("spooled"))])
+    leave_as_killed(dead)
     (spool_dir / "killed" / "00000000000000000001-000001.seg").mkdir()  # the oldest "segment": reading it fails
     writer = PostgresWriter(_options(store, spool_dir=spool_dir))
     writer.submit("log", [_log("new")])
