@@ -62,7 +62,9 @@ def _writer(writer: PostgresWriter | None, settings: Settings | None, redactor: 
     return shared_writer(writer_options(settings), redactor)
 
 
-class PostgresLogExporter(LogRecordExporter):
+class _WriterBacked:
+    """What both exporters share: the process's shared writer behind them, its flush and its shutdown."""
+
     def __init__(
         self,
         writer: PostgresWriter | None = None,
@@ -72,36 +74,23 @@ class PostgresLogExporter(LogRecordExporter):
     ) -> None:
         self.writer = _writer(writer, settings, redactor)
 
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.writer.force_flush(timeout_millis / 1000)
+
+    def shutdown(self) -> None:
+        self.writer.shutdown()
+
+
+class PostgresLogExporter(_WriterBacked, LogRecordExporter):
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         self.writer.submit("log", batch)
         return LogRecordExportResult.SUCCESS
 
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self.writer.force_flush(timeout_millis / 1000)
 
-    def shutdown(self) -> None:
-        self.writer.shutdown()
-
-
-class PostgresSpanExporter(SpanExporter):
-    def __init__(
-        self,
-        writer: PostgresWriter | None = None,
-        settings: Settings | None = None,
-        redactor: Redactor | None = None,
-        **_: Any,
-    ) -> None:
-        self.writer = _writer(writer, settings, redactor)
-
+class PostgresSpanExporter(_WriterBacked, SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         self.writer.submit("span", spans)
         return SpanExportResult.SUCCESS
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self.writer.force_flush(timeout_millis / 1000)
-
-    def shutdown(self) -> None:
-        self.writer.shutdown()
 
 
 class PostgresSpanProcessor(SpanProcessor):
