@@ -143,6 +143,7 @@ def make_enricher(service: str) -> Processor:
         nonlocal last_ids
         created = event_dict.pop(_CREATED, None)
         epoch = created if created is not None else time.time()
+        second = int(epoch)
         span_context = get_span().get_span_context()
         valid = span_context.is_valid
         box = request_user_box.get()
@@ -159,7 +160,7 @@ def make_enricher(service: str) -> Processor:
             trace_hex, span_hex = format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
             last_ids = (span_context, trace_hex, span_hex)
         line: dict[str, Any] = {
-            "timestamp": f"{utc_seconds(int(epoch))}.{int((epoch - int(epoch)) * 1_000_000):06d}Z",
+            "timestamp": f"{utc_seconds(second)}.{int((epoch - second) * 1_000_000):06d}Z",
             "level": _LEVELS.get(method_name, method_name),
             "logger": event_dict.pop("logger", None),
             "event": event_dict.pop("event", None),
