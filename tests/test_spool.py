@@ -208,6 +208,7 @@ def test_after_fork_the_child_leaves_the_parents_lock_held(tmp_path: Path) -> No
     assert other.size == 0  # the lock is still held through the parent's descriptor: not adopted
     os.close(duplicate)
     assert other.adopt_orphans() == 1
+    assert other.has_data() and other.size == parent.size > 0  # counted: a running writer replays it
 
 
 def test_the_default_policy_syncs_every_append_and_names_the_folder_by_process(

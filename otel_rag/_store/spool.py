@@ -57,8 +57,8 @@ class Spool:
         self._current_path: Path | None = None
         self._sequence = 0
         self._last_fsync = 0.0
-        self.adopt_orphans()
         self._size = sum(path.stat().st_size for path in self.segments())
+        self.adopt_orphans()
 
     @property
     def size(self) -> int:
@@ -81,7 +81,10 @@ class Spool:
                 with lock_path.open("a+b") as lock:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     for segment in sorted(other.glob("*.seg")):
+                        size = segment.stat().st_size
                         segment.rename(self.dir / segment.name)
+                        with self._lock:  # counted, so that has_data() sends the writer to replay them
+                            self._size += size
                         adopted += 1
                     for poison in other.glob("poison*.jsonl"):
                         poison.rename(self.dir / f"{other.name}-{poison.name}")
