@@ -50,7 +50,9 @@ def _log(body: str, nanoseconds: int | None = None) -> ReadableLogRecord:
 
 def _idle(writer: PostgresWriter) -> PostgresWriter:
     """Let the writer's thread settle into its idle sleep, so that a test can drive the writer's steps itself."""
-    writer._next_orphan_check = time.monotonic() + 60
+    with writer._condition:
+        writer._next_orphan_check = time.monotonic() + 60
+        writer._condition.notify()  # out of a timed wait (the first orphan check), into the idle one
     time.sleep(0.2)
     return writer
 
@@ -662,4 +664,160 @@ def test_a_spool_segment_that_cannot_be_read_is_set_aside_and_the_rest_replays(s
     assert _count(store) == 2 and writer.stats["dropped"] == 1
     assert [path.name for path in spool_dir.rglob("*.unreadable")] == ["00000000000000000001-000001.unreadable"]
     assert not list(spool_dir.rglob("*.seg"))
+    writer.shutdown()
+
+
+# -- the queue's bound and its one warning, when the thread wakes, replay in batches, what shutdown finds --------------
+
+
+def test_a_full_queue_takes_what_fits_drops_the_rest_and_says_so_once(
+    store: Database, sdk: CapturedTelemetry, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = sdk.metric_total("otel_rag.sink.dropped", reason="queue_full")
+    caplog.set_level(logging.WARNING, logger="otel_rag.store")
+    writer = _idle(PostgresWriter(_options(store, dsn=_dead(store), queue_size=10, connect_timeout=1)))
+    with writer._condition:  # the thread stays out of it: the queue is exactly what submit() left
+        writer.submit("log", [_log(f"first {index}") for index in range(4)])
+        writer.submit("log", [_log(f"second {index}") for index in range(10)])
+        writer.submit("log", [_log("one more")])
+        assert [record.log_record.body for _, record in writer._queue] == [
+            *(f"first {index}" for index in range(4)),
+            *(f"second {index}" for index in range(6)),
+        ]
+    assert writer.stats["queued"] == 10 and writer.stats["dropped"] == 5
+    assert sdk.metric_total("otel_rag.sink.dropped", reason="queue_full") - before == 5
+    writer._write_pending_warnings()
+    warnings = [record.getMessage() for record in caplog.records if record.name == "otel_rag.store"]
+    assert warnings == [
+        "otel-rag dropped 4 records: more arrived than OTEL_RAG_POSTGRES_QUEUE_SIZE=10 while the writer was behind; "
+        "further drops are counted in otel_rag.sink.dropped"
+    ]
+    writer._backoff = 0.0
+    writer.shutdown()
+
+
+@pytest.mark.parametrize("reason", ["spool_full", "spool_unwritable", "spool_corrupted", "poison", "shutdown"])
+def test_the_first_drop_says_why_with_the_setting_to_change(store: Database, reason: str) -> None:
+    writer = _idle(PostgresWriter(_options(store, spool_max_bytes=4096)))
+    writer._dropped(2, reason)
+    writer._dropped(3, "queue_full")
+    (message,) = writer._pending_warnings  # said once: the second drop is only counted
+    spool_dir = writer.options.spool_dir
+    expected = {
+        "spool_full": f"the spool at {spool_dir} reached OTEL_RAG_SPOOL_MAX_BYTES=4096",
+        "spool_unwritable": f"the spool at {spool_dir} could not be written",
+        "spool_corrupted": f"a spool segment in {spool_dir} failed its checksum",
+        "poison": f"they are kept in {spool_dir}/*/poison.jsonl",
+        "shutdown": "they arrived after the sink had shut down",
+    }[reason]
+    assert message.startswith("otel-rag dropped 2 records: ") and expected in message, message
+    assert writer.stats["dropped"] == 5
+    writer.spool()
+    assert writer._poison_path() == str(writer.spool().dir / "poison.jsonl")  # once the spool exists: its own file
+    writer.shutdown()
+
+
+def test_records_wait_for_the_flush_interval_until_a_batch_or_half_the_queue_is_waiting(store: Database) -> None:
+    writer = _idle(PostgresWriter(_options(store, flush_interval=30.0, batch_size=1000, queue_size=8)))
+    writer.submit("log", [_log("the first wakes the idle thread, which then waits the flush interval")])
+    writer.submit("log", [_log(f"r{index}") for index in range(3)])  # four queued: at the high water, not over it
+    time.sleep(0.5)
+    assert _count(store) == 0  # batched: nothing is written one record at a time
+    writer.submit("log", [_log("over the high water")])  # five of eight: the thread wakes and writes
+    deadline = time.monotonic() + 5
+    while _count(store) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _count(store) == 5
+    writer.shutdown()
+
+    writer = _idle(PostgresWriter(_options(store, flush_interval=30.0, batch_size=3)))
+    writer.submit("log", [_log("first")])
+    time.sleep(0.2)
+    writer.submit("log", [_log("second"), _log("a full batch")])
+    deadline = time.monotonic() + 5
+    while _count(store) < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _count(store) == 8
+    writer.shutdown()
+
+
+def test_a_spooled_segment_larger_than_a_batch_replays_every_row_once(store: Database) -> None:
+    spool_dir = scratch_dir("spool-")
+    dead = Spool(spool_dir, 1 << 20, owner="killed", fsync="never")
+    dead.append([("log", log_row(f"spooled {index}")) for index in range(7)])
+    leave_as_killed(dead)
+    writer = PostgresWriter(_options(store, spool_dir=spool_dir, batch_size=2))
+    assert writer.force_flush(10)
+    assert _count(store) == 7 and writer.stats["replayed"] == 7
+    assert writer.stats["deduplicated_batches"] == 0  # four batches of two, one of one: none sent twice
+    assert not list(spool_dir.rglob("*.seg"))
+    writer.shutdown()
+
+
+def test_a_running_writer_with_its_own_spool_adopts_what_a_killed_process_left(store: Database) -> None:
+    spool_dir = scratch_dir("spool-")
+    writer = PostgresWriter(_options(store, spool_dir=spool_dir))
+    writer.spool()  # this process has spooled before (say, during an outage) and replayed it all
+    writer.submit("log", [_log("own")])
+    assert writer.force_flush(10) and _count(store) == 1
+    dead = Spool(spool_dir, 1 << 20, owner="killed", fsync="never")
+    dead.append([("log", log_row("left by a killed worker"))])
+    leave_as_killed(dead)
+    writer._next_orphan_check = time.monotonic()  # the periodic check is due
+    writer.submit("log", [_log("own again")])
+    assert writer.force_flush(10)
+    assert _count(store) == 3 and writer.stats["replayed"] == 1
+    assert writer._next_orphan_check > time.monotonic() + 50  # and the next check is a minute away
+    writer.shutdown()
+
+
+def test_during_an_outage_records_wait_in_memory_until_a_flush_asks_for_durability(store: Database) -> None:
+    writer = PostgresWriter(_options(store, dsn=_dead(store), connect_timeout=1))
+    writer.submit("log", [_log("the batch that met the outage goes to disk")])
+    deadline = time.monotonic() + 10
+    while writer.stats["retried"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    writer.submit("log", [_log(f"r{index}") for index in range(5)])
+    while writer.stats["retried"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writer._backoff < 1.0 and writer.stats["retried"] == 2  # a short outage, retried twice so far
+    assert writer.stats["spooled"] == 1 and len(writer._queue) == 5  # the later ones cost no disk write
+    assert writer.force_flush(5)  # a flush means durable: within the short backoff, not after it
+    assert writer.stats["spooled"] == 6 and _spooled(writer) == 6 and not writer._queue
+    writer._backoff = 0.0
+    writer.shutdown()
+
+
+def test_records_the_thread_never_took_are_spooled_at_shutdown(store: Database) -> None:
+    writer = _idle(PostgresWriter(_options(store, shutdown_timeout=0.5)))
+    with writer._condition:  # the thread has stopped (as after a stuck COPY was given up on)
+        writer._stopping = True
+        writer._condition.notify_all()
+    writer._thread.join(5)
+    writer._stopping = False
+    writer.submit("log", [_log("one"), _log("two")])
+    writer.shutdown()
+    assert _spooled(writer) == 2 and _count(store) == 0
+
+
+def test_a_cycle_that_fails_unexpectedly_is_logged_and_the_thread_goes_on(
+    store: Database, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = _idle(PostgresWriter(_options(store)))
+    caplog.set_level(logging.ERROR, logger="otel_rag.store")
+    replay = writer._replay_spool
+    calls = iter([RuntimeError("a bug"), None])
+
+    def fails_once() -> bool:
+        error = next(calls, None)
+        if error is not None:
+            raise error
+        return replay()
+
+    monkeypatch.setattr(writer, "_replay_spool", fails_once)
+    writer.submit("log", [_log("survives")])
+    assert writer.force_flush(10)
+    assert _count(store) == 1
+    (record,) = [record for record in caplog.records if record.name == "otel_rag.store"]
+    assert record.getMessage() == "postgres writer cycle failed" and record.exc_info is not None
     writer.shutdown()
