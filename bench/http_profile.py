@@ -72,7 +72,14 @@ def _asgi_cost(app: Any) -> float:
 
 def _child(mode: str) -> None:
     """Runs in a fresh interpreter per mode: SDK globals can be set once per process."""
-    os.environ.update({"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_SERVICE_NAME": "b"})
+    os.environ.update(
+        {
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_LOGS_EXPORTER": "none",
+            "OTEL_SERVICE_NAME": "b",
+        }
+    )
     sys.path.insert(0, str(REPO))
     if mode == "ours":
         import otel_rag
@@ -95,7 +102,7 @@ def _child(mode: str) -> None:
 
 
 def _parts() -> dict[str, float]:
-    os.environ.update({"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"})
+    os.environ.update({"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"})
     import orjson  # noqa: F401
     from opentelemetry import propagate, trace
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as stock_encode

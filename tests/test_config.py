@@ -15,7 +15,7 @@ def test_defaults() -> None:
     assert settings.log_level == "info"
     assert settings.user_id_header == "x-user-id"
     assert settings.traces_exporter == ("otlp",)
-    assert settings.logs_exporter == ("none",)
+    assert settings.logs_exporter == ("otlp",)  # as the stock distro: logs go over OTLP too
     assert settings.otlp_protocol == "http/protobuf"
     assert settings.service_name == "unknown_service"
     assert settings.postgres_dsn is None
@@ -36,9 +36,7 @@ def test_service_name_from_resource_attributes() -> None:
         ("OTEL_RAG_USER_ID_HEADER", "X User", "an HTTP header name"),
         ("OTEL_RAG_REDACT_PATTERNS", "([unclosed", "regular expressions separated by ;;"),
         ("OTEL_RAG_POSTGRES_DSN", "mysql-ish", "a postgresql:// URL or a key=value connection string"),
-        ("OTEL_SDK_DISABLED", "nope", "true, false"),
-        ("OTEL_TRACES_SAMPLER", "sometimes", "always_on, always_off, traceidratio"),
-        ("OTEL_TRACES_SAMPLER_ARG", "1.5", "a number from 0 to 1"),
+        ("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", "x-a,[bad", "'[bad' is not one"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon", "http/protobuf, grpc"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "the OpenTelemetry Python SDK has no http/json exporter"),
         ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json", "http/protobuf, grpc"),
@@ -56,6 +54,51 @@ def test_bad_values_name_the_variable_and_accepted_values(variable: str, value: 
     assert error.value.variable == variable
     assert str(error.value).startswith(f"{variable}={value!r} is not valid; accepted: ")
     assert accepted in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "disabled", "warned"),
+    [
+        ("true", True, False),
+        (" TRUE ", True, False),
+        ("false", False, False),
+        ("", False, False),
+        ("1", False, True),
+        ("yes", False, True),
+        ("on", False, True),
+    ],
+)
+def test_sdk_disabled_is_the_spec_boolean_only_true_is_true(value: str, disabled: bool, warned: bool) -> None:
+    settings = load_settings({"OTEL_SDK_DISABLED": value, "OTEL_PYTHON_LOG_CORRELATION": value})
+    assert settings.sdk_disabled is disabled and settings.log_correlation is disabled
+    expected = [
+        f"{name}={value.strip()!r} is neither true nor false: treated as false, as the spec says"
+        for name in ("OTEL_SDK_DISABLED", "OTEL_PYTHON_LOG_CORRELATION")
+    ]
+    assert list(settings.warnings) == (expected if warned else [])
+
+
+@pytest.mark.parametrize(
+    ("sampler", "argument"),
+    [
+        ("traceidratio", "2"),
+        ("parentbased_traceidratio", "half"),
+        ("parentbased_jaeger_remote", "endpoint=x"),
+        ("sometimes", None),
+    ],
+)
+def test_samplers_are_left_to_the_sdk_which_warns_and_falls_back(sampler: str, argument: str | None) -> None:
+    environ = {"OTEL_TRACES_SAMPLER": sampler} | ({"OTEL_TRACES_SAMPLER_ARG": argument} if argument else {})
+    settings = load_settings(environ)  # no ConfigError: start-up goes on, as with the stock distro
+    assert settings.raw["OTEL_TRACES_SAMPLER"] == sampler
+
+
+def test_disabled_instrumentations_are_read_as_the_launcher_reads_them() -> None:
+    settings = load_settings({"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": " requests , fastapi"})
+    assert settings.disabled_instrumentations == ("requests", "fastapi")
+    assert settings.instrumentation_disabled("asgi", "fastapi") and not settings.instrumentation_disabled("logging")
+    assert load_settings({"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "*"}).instrumentation_disabled("logging")
+    assert not load_settings({}).instrumentation_disabled("fastapi")
 
 
 def test_values_are_trimmed_and_case_insensitive() -> None:

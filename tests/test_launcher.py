@@ -190,8 +190,8 @@ def test_unreachable_collector_does_not_break_the_app() -> None:
     assert "Traceback" not in app.stderr()
 
 
-def test_log_lines_are_bridged_to_otlp_only_when_a_log_exporter_is_set(otlp: OtlpReceiver) -> None:
-    with launch_uvicorn(_env(otlp, OTEL_LOGS_EXPORTER="otlp")) as app:
+def test_log_lines_are_exported_over_otlp_by_default_as_with_the_stock_distro(otlp: OtlpReceiver) -> None:
+    with launch_uvicorn(_env(otlp)) as app:
         app.wait_ready()
         trace_id = httpx.get(app.url + "/hello", headers={"X-User-Id": "u-otlp"}).headers["x-trace-id"]
         otlp.wait_for(lambda r: any(rec["trace_id"] == trace_id for rec in r.logs))
@@ -203,8 +203,8 @@ def test_log_lines_are_bridged_to_otlp_only_when_a_log_exporter_is_set(otlp: Otl
     assert {rec["body"] for rec in records} >= {"greeting world", "greeting.composed"}
 
 
-def test_no_log_bridge_by_default(otlp: OtlpReceiver) -> None:
-    with launch_uvicorn(_env(otlp)) as app:
+def test_no_log_bridge_with_the_logs_exporter_none(otlp: OtlpReceiver) -> None:
+    with launch_uvicorn(_env(otlp, OTEL_LOGS_EXPORTER="none")) as app:
         app.wait_ready()
         httpx.get(app.url + "/hello")
         otlp.wait_for(lambda r: len(r.spans) > 0)

@@ -134,6 +134,12 @@ def test_values_keep_their_type_unless_they_must_become_text() -> None:
 
 def test_secret_keys_keep_none_and_keys_are_scrubbed() -> None:
     assert R.scrub_value("password", None) is None
+    # a sequence attribute under a secret key keeps its type: one REDACTED per value (captured headers)
+    assert R.scrub_value("http.request.header.authorization", ["Bearer a", "Bearer b"]) == [REDACTED, REDACTED]
+    assert R.scrub_value("api_key", ("k1",)) == [REDACTED] and R.scrub_value("token", []) == []
+    assert R.scrub_attributes({"http.response.header.set_cookie": ("session=1",)}) == {
+        "http.response.header.set_cookie": (REDACTED,)
+    }
     assert R.scrub({"password": None, "token": 0}) == {"password": None, "token": REDACTED}
     assert R.scrub({1: "one", None: "x"}) == {"1": "one", "None": "x"}
     assert R.scrub(types.MappingProxyType({"a": "b"})) == {"a": "b"}

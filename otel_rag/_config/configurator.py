@@ -52,6 +52,8 @@ _EXPORTER_GROUPS = {
     LOGS_EXPORTER.env: ("logs", "opentelemetry_logs_exporter"),
 }
 _OTLP_ENTRY_POINTS = {"http/protobuf": "otlp_proto_http", "grpc": "otlp_proto_grpc"}
+# The stock instrumentations our server spans replace: disabling any of them disables ours (as it would theirs).
+HTTP_SERVER_INSTRUMENTATIONS = ("fastapi", "starlette", "asgi")
 
 
 def apply_sdk_defaults() -> None:
@@ -140,9 +142,10 @@ def prepare_launcher() -> None:
     install_settings(settings)
     if not settings.sdk_disabled:
         preflight(settings)
-        from otel_rag._http.middleware import instrument_starlette
+        if not settings.instrumentation_disabled(*HTTP_SERVER_INSTRUMENTATIONS):
+            from otel_rag._http.middleware import instrument_starlette
 
-        instrument_starlette()
+            instrument_starlette()
     _launcher_settings = settings
 
 
@@ -171,6 +174,8 @@ def configure(**sdk_kwargs: Any) -> Settings | None:
         apply_sdk_defaults()
         settings = _launcher_settings or load_settings()
         install_settings(settings)
+        for warning in settings.warnings:
+            _logger.warning(warning)
         try:
             _build(settings, sdk_kwargs)
         except (ConfigError, StartupError):
@@ -202,6 +207,7 @@ def _build(settings: Settings, sdk_kwargs: dict[str, Any]) -> None:
         PostgresSpanExporter,
         PostgresSpanProcessor,
     )
+    from otel_rag._telemetry.log_correlation import install_record_trace_fields
     from otel_rag._telemetry.metrics import start_health_counters
     from otel_rag._telemetry.otlp import FastOTLPSpanExporter
     from otel_rag._telemetry.prometheus_server import metric_exporters_for_sdk, take_warnings
@@ -254,7 +260,10 @@ def _build(settings: Settings, sdk_kwargs: dict[str, Any]) -> None:
     # Bridge log lines into OTel only when some log exporter will receive them: it costs ~20 us a line.
     exporting_logs = any(name != "none" for name in settings.logs_exporter)
     bridge = _logs.get_logger_provider() if exporting_logs else None
-    setup_logging(settings, provider=bridge)
+    logging_instrumented = not settings.instrumentation_disabled("logging")
+    setup_logging(settings, provider=bridge, bridge_stdlib=logging_instrumented)
+    if settings.log_correlation and logging_instrumented:
+        install_record_trace_fields()
     for warning in metric_warnings + take_warnings():
         _logger.warning(warning)
     propagate_context_to_threads(settings.thread_context)

@@ -108,6 +108,22 @@ def _str(raw: str) -> str:
     return raw
 
 
+def _spec_bool(raw: str) -> bool:
+    """The OpenTelemetry spec's boolean: only "true", in any case, is true; anything else is false."""
+    return raw.lower() == "true"
+
+
+def _header_patterns(raw: str) -> tuple[str, ...]:
+    """Comma-separated regular expressions (the stock HTTP instrumentations' header lists)."""
+    parts = _csv(raw)
+    for part in parts:
+        try:
+            re.compile(part)
+        except re.error as error:
+            raise Rejected(f"comma-separated regular expressions; {part!r} is not one ({error})") from None
+    return parts
+
+
 def _ratio(raw: str) -> float:
     value = float(raw)
     if not 0.0 <= value <= 1.0:
@@ -476,7 +492,55 @@ RESOURCE_ATTRIBUTES = Setting(
     "key=value,...",
     standard=True,
 )
-SDK_DISABLED = Setting("OTEL_SDK_DISABLED", _bool, "false", "Turn the SDK off entirely.", "true, false", standard=True)
+SDK_DISABLED = Setting(
+    "OTEL_SDK_DISABLED",
+    _spec_bool,
+    "false",
+    "Turn the SDK off entirely (only true does; any other value is false, with a warning, as the spec says).",
+    "true, false",
+    standard=True,
+)
+DISABLED_INSTRUMENTATIONS = Setting(
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS",
+    _csv,
+    None,
+    "Instrumentations the launcher does not load; fastapi, starlette or asgi (or *) also turns off our HTTP "
+    "server spans, logging our log correlation.",
+    "a comma-separated list of instrumentation names, or *",
+    standard=True,
+)
+LOG_CORRELATION = Setting(
+    "OTEL_PYTHON_LOG_CORRELATION",
+    _spec_bool,
+    "false",
+    "Add otelTraceID, otelSpanID, otelTraceSampled and otelServiceName to every stdlib log record, as the stock "
+    "logging instrumentation does (for your own formatters; our JSON lines always carry trace_id and span_id).",
+    "true, false",
+    standard=True,
+)
+
+
+def _header_capture(which: str, help_text: str) -> Setting[tuple[str, ...]]:
+    return Setting(
+        f"OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_{which}",
+        _header_patterns,
+        None,
+        help_text,
+        "comma-separated header names or regular expressions (.* for all)",
+        standard=True,
+    )
+
+
+CAPTURE_REQUEST_HEADERS = _header_capture(
+    "SERVER_REQUEST", "Request headers recorded on the server span as http.request.header.<name> (a list of values)."
+)
+CAPTURE_RESPONSE_HEADERS = _header_capture(
+    "SERVER_RESPONSE", "Response headers recorded on the server span as http.response.header.<name>."
+)
+SANITIZE_HEADERS = _header_capture(
+    "SANITIZE_FIELDS",
+    "Captured headers whose values are replaced by [REDACTED] (our redaction of secrets applies as well).",
+)
 TRACES_EXPORTER = Setting("OTEL_TRACES_EXPORTER", _csv, "otlp", "Span exporters.", _EXPORTER_NAMES, standard=True)
 METRICS_EXPORTER = Setting("OTEL_METRICS_EXPORTER", _csv, "otlp", "Metric exporters.", _EXPORTER_NAMES, standard=True)
 PROMETHEUS_HOST = Setting(
@@ -498,8 +562,8 @@ PROMETHEUS_PORT = Setting(
 LOGS_EXPORTER = Setting(
     "OTEL_LOGS_EXPORTER",
     _csv,
-    "none",
-    "Log exporters (log lines always go to stdout; this adds OTel log export).",
+    "otlp",
+    "Log exporters (log lines always go to stdout as well; none: stdout only).",
     _EXPORTER_NAMES,
     standard=True,
 )
@@ -547,18 +611,19 @@ OTLP_HEADERS = Setting(
 )
 TRACES_SAMPLER = Setting(
     "OTEL_TRACES_SAMPLER",
-    _choice(*_SAMPLERS),
+    _str,
     "parentbased_always_on",
-    "Head sampler.",
-    ", ".join(_SAMPLERS),
+    "Head sampler, resolved by the SDK (an unknown name: a warning and the default, as the SDK does).",
+    ", ".join(_SAMPLERS) + " or an installed opentelemetry_traces_sampler entry point",
     standard=True,
 )
 TRACES_SAMPLER_ARG = Setting(
     "OTEL_TRACES_SAMPLER_ARG",
-    _ratio,
+    _str,
     None,
-    "Sampling ratio for the traceidratio samplers.",
-    "a number from 0 to 1",
+    "The sampler's argument: the ratio of the traceidratio samplers (not a number from 0 to 1: a warning and "
+    "1.0, as the SDK does).",
+    "a number from 0 to 1 for the traceidratio samplers",
     standard=True,
 )
 PROPAGATORS = Setting(
@@ -611,6 +676,11 @@ CATALOGUE: tuple[Setting[Any], ...] = (
     SERVICE_NAME,
     RESOURCE_ATTRIBUTES,
     SDK_DISABLED,
+    DISABLED_INSTRUMENTATIONS,
+    LOG_CORRELATION,
+    CAPTURE_REQUEST_HEADERS,
+    CAPTURE_RESPONSE_HEADERS,
+    SANITIZE_HEADERS,
     TRACES_EXPORTER,
     METRICS_EXPORTER,
     PROMETHEUS_HOST,
@@ -635,7 +705,7 @@ CATALOGUE: tuple[Setting[Any], ...] = (
 SDK_DEFAULTS: dict[str, str] = {
     TRACES_EXPORTER.env: "otlp",
     METRICS_EXPORTER.env: "otlp",
-    LOGS_EXPORTER.env: "none",
+    LOGS_EXPORTER.env: "otlp",
     OTLP_PROTOCOL.env: "http/protobuf",
 }
 
@@ -674,9 +744,14 @@ class Settings:
     trace_viewer_url: str | None = None
     service_name: str = "unknown_service"
     sdk_disabled: bool = False
+    disabled_instrumentations: tuple[str, ...] = ()
+    log_correlation: bool = False
+    capture_request_headers: tuple[str, ...] = ()
+    capture_response_headers: tuple[str, ...] = ()
+    sanitize_headers: tuple[str, ...] = ()
     traces_exporter: tuple[str, ...] = ("otlp",)
     metrics_exporter: tuple[str, ...] = ("otlp",)
-    logs_exporter: tuple[str, ...] = ("none",)
+    logs_exporter: tuple[str, ...] = ("otlp",)
     prometheus_host: str = "localhost"
     prometheus_port: int = 9464
     otlp_endpoint: str = "http://localhost:4318"
@@ -684,6 +759,21 @@ class Settings:
     otlp_protocols: dict[str, str] = field(default_factory=dict)  # per signal: traces, metrics, logs
     propagators: tuple[str, ...] = ("tracecontext", "baggage")
     raw: dict[str, str | None] = field(repr=False, default_factory=dict)
+    warnings: tuple[str, ...] = ()  # standard variables the SDK would warn about; logged once configured
+
+    def instrumentation_disabled(self, *names: str) -> bool:
+        """Whether OTEL_PYTHON_DISABLED_INSTRUMENTATIONS turns off any of these instrumentations (or all: *)."""
+        return any(name in self.disabled_instrumentations for name in ("*", *names))
+
+
+def _spec_bool_warnings(env: Mapping[str, str]) -> list[str]:
+    """The spec: a boolean other than true or false is false, and the SDK SHOULD say so."""
+    warnings = []
+    for setting in (SDK_DISABLED, LOG_CORRELATION):
+        raw = (env.get(setting.env) or "").strip()
+        if raw and raw.lower() not in ("true", "false"):
+            warnings.append(f"{setting.env}={raw!r} is neither true nor false: treated as false, as the spec says")
+    return warnings
 
 
 def _service_name(environ: Mapping[str, str]) -> str:
@@ -701,8 +791,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Parse and validate every catalogued variable; raise ConfigError on the first bad one."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {setting.env: setting.read(env) for setting in CATALOGUE}
-    if values[TRACES_SAMPLER_ARG.env] is None and env.get(TRACES_SAMPLER.env, "").endswith("traceidratio"):
-        values[TRACES_SAMPLER_ARG.env] = 1.0
     mirror = values[MIRROR_LANGSMITH.env]
     protocol = values[OTLP_PROTOCOL.env]
     return Settings(
@@ -736,6 +824,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         trace_viewer_url=values[TRACE_VIEWER_URL.env],
         service_name=_service_name(env),
         sdk_disabled=values[SDK_DISABLED.env],
+        disabled_instrumentations=values[DISABLED_INSTRUMENTATIONS.env] or (),
+        log_correlation=values[LOG_CORRELATION.env],
+        capture_request_headers=values[CAPTURE_REQUEST_HEADERS.env] or (),
+        capture_response_headers=values[CAPTURE_RESPONSE_HEADERS.env] or (),
+        sanitize_headers=values[SANITIZE_HEADERS.env] or (),
         traces_exporter=values[TRACES_EXPORTER.env],
         metrics_exporter=values[METRICS_EXPORTER.env],
         logs_exporter=values[LOGS_EXPORTER.env],
@@ -750,6 +843,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         },
         propagators=values[PROPAGATORS.env],
         raw={setting.env: env.get(setting.env) for setting in CATALOGUE},
+        warnings=tuple(_spec_bool_warnings(env)),
     )
 
 

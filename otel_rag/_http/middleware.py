@@ -22,6 +22,11 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.http import (
+    get_custom_header_attributes,
+    normalise_request_header_name,
+    normalise_response_header_name,
+)
 
 from otel_rag._config.settings import active_settings
 from otel_rag._telemetry import metrics
@@ -64,6 +69,24 @@ def _user_id(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     return None
 
 
+class _HeaderCapture:
+    """OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*: headers as span attributes, the stock instrumentations' way
+    (their own matching, naming and [REDACTED] sanitising, from opentelemetry-util-http)."""
+
+    __slots__ = ("request", "response", "sanitize")
+
+    def __init__(self, request: tuple[str, ...], response: tuple[str, ...], sanitize: tuple[str, ...]) -> None:
+        self.request = list(request)
+        self.response = list(response)
+        self.sanitize = list(sanitize)
+
+    def attributes(self, raw_headers: Any, patterns: list[str], normalise: Callable[[str], str]) -> dict[str, Any]:
+        headers: dict[str, list[str]] = {}
+        for name, value in raw_headers or ():
+            headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+        return get_custom_header_attributes(headers, patterns, self.sanitize, normalise)
+
+
 def _route_of(scope: Scope) -> str | None:
     route = scope.get("route")
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
@@ -77,6 +100,9 @@ class TracingMiddleware:
         self.app = app
         self._user_header = user_id_header.lower().encode("latin-1")
         self._tracer: trace.Tracer | None = None
+        settings = active_settings()
+        request, response = settings.capture_request_headers, settings.capture_response_headers
+        self._capture = _HeaderCapture(request, response, settings.sanitize_headers) if request or response else None
 
     def _get_tracer(self) -> trace.Tracer:
         # Resolved on first use, after the SDK is configured, so requests skip the API's proxy tracer.
@@ -101,6 +127,9 @@ class TracingMiddleware:
         }
         if user_id:
             attributes[ENDUSER_ID] = user_id
+        capture = self._capture
+        if capture is not None and capture.request:
+            attributes.update(capture.attributes(headers, capture.request, normalise_request_header_name))
         client = scope.get("client")
         if client:
             attributes["client.address"] = client[0]
@@ -119,6 +148,10 @@ class TracingMiddleware:
             if message["type"] == "http.response.start":
                 status_code = message["status"]
                 response_headers = list(message.get("headers") or ())
+                if capture is not None and capture.response:
+                    span.set_attributes(
+                        capture.attributes(response_headers, capture.response, normalise_response_header_name)
+                    )
                 response_headers.append((TRACE_ID_HEADER, trace_hex))
                 response_headers.append((TRACERESPONSE_HEADER, traceresponse))
                 message["headers"] = response_headers

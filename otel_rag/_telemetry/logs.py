@@ -36,6 +36,7 @@ from opentelemetry._logs import LoggerProvider, SeverityNumber
 from structlog.typing import EventDict, FilteringBoundLogger, Processor
 
 from otel_rag._config.settings import Settings
+from otel_rag._telemetry.log_correlation import RECORD_FIELDS
 from otel_rag._telemetry.redaction import Redactor, safe_str
 from otel_rag._telemetry.timestamps import UtcSeconds
 from otel_rag._telemetry.tracing import ENDUSER_ID, FAILED_REQUEST_ATTR, attribute_value, request_user_box
@@ -315,7 +316,10 @@ def _stdout_logger_factory(*args: Any) -> _StdoutLogger:
     return _STDOUT
 
 
-_RECORD_FIELDS = frozenset(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
+# A record's own attributes, not fields of the line (the otel* ones repeat trace_id and span_id).
+_RECORD_FIELDS = (
+    frozenset(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"} | RECORD_FIELDS
+)
 
 
 class JsonLogHandler(logging.Handler):
@@ -435,10 +439,12 @@ def build_processors(settings: Settings, provider: LoggerProvider | None) -> lis
     return processors
 
 
-def setup_logging(settings: Settings, provider: LoggerProvider | None) -> None:
+def setup_logging(settings: Settings, provider: LoggerProvider | None, *, bridge_stdlib: bool = True) -> None:
     """Configure structlog and (unless OTEL_RAG_LOG_STDLIB=false) the stdlib root logger.
 
     `provider` is the LoggerProvider to bridge into, or None when no log exporter would receive the records.
+    `bridge_stdlib=False` keeps stdlib records out of it (the `logging` instrumentation disabled: as with the stock
+    one, whose handler is what exports stdlib records), while they are still written as JSON lines.
     """
     global _handler
     processors = build_processors(settings, provider)
@@ -451,7 +457,7 @@ def setup_logging(settings: Settings, provider: LoggerProvider | None) -> None:
     )
     if not settings.log_stdlib:
         return
-    _handler = JsonLogHandler(processors)
+    _handler = JsonLogHandler(processors if bridge_stdlib else build_processors(settings, None))
     logging.getLogger().setLevel(level)
     adopt_console_handlers()
     logging.config.dictConfig = _after(logging.config.dictConfig)

@@ -230,8 +230,14 @@ class Redactor:
         return text
 
     def scrub_value(self, key: str, value: Any) -> Any:
-        """The value of `key`, scrubbed: REDACTED under a secret key, else scrubbed at any depth."""
+        """The value of `key`, scrubbed: REDACTED under a secret key, else scrubbed at any depth.
+
+        Under a secret key a list or tuple (an OTel sequence attribute, such as a captured header's values) becomes
+        as many REDACTED strings, so that the attribute keeps its type for the backends that query it.
+        """
         if self.is_secret_key(key):
+            if isinstance(value, (list, tuple)):
+                return [REDACTED] * len(value)
             return REDACTED if value is not None else None
         return self.scrub(value)
 
