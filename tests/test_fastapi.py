@@ -151,3 +151,80 @@ def test_user_id_header_is_utf8_and_bounded(sdk: CapturedTelemetry) -> None:
     _get(app, "/items/3", **{"X-Tenant-User": b"bad\xff\xfe"})
     users = [span.attributes["enduser.id"] for span in sdk.finished()]
     assert users == ["Zoë-用户", "u" * 128, "bad\ufffd\ufffd"]
+
+
+# -- the request attributes from hostile and unusual input ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "method", "original"),
+    [
+        ("GET", "GET", None),
+        ("get", "GET", "get"),
+        ("PURGE", "_OTHER", "PURGE"),
+        ("G\x00T", "_OTHER", "G\x00T"),
+        ("QUERY", "QUERY", None),
+        ("", "_OTHER", ""),
+    ],
+)
+def test_methods_are_normalised_as_the_conventions_say(raw: str, method: str, original: str | None) -> None:
+    from otel_rag._http.middleware import _method
+
+    assert _method(raw) == (method, original)
+
+
+@pytest.mark.parametrize(
+    ("host", "scheme", "server", "expected"),
+    [
+        (b"example.com:8443", "https", None, {"server.address": "example.com", "server.port": 8443}),
+        (b"example.com", "https", None, {"server.address": "example.com", "server.port": 443}),
+        (b"[::1]:8000", "http", None, {"server.address": "::1", "server.port": 8000}),
+        (b"[::1]", "http", None, {"server.address": "::1", "server.port": 80}),
+        (b"host:notaport", "ws", None, {"server.address": "host:notaport"}),
+        (b":80", "http", None, {"server.address": ":80", "server.port": 80}),
+        (None, "http", ("10.0.0.1", 8000), {"server.address": "10.0.0.1", "server.port": 8000}),
+        (None, "http", ("/run/app.sock", None), {"server.address": "/run/app.sock"}),
+        (None, "http", None, {}),
+    ],
+)
+def test_server_address_and_port_come_from_the_host_header_else_the_socket(
+    host: bytes | None, scheme: str, server: Any, expected: dict[str, Any]
+) -> None:
+    from otel_rag._http.middleware import _set_server
+
+    attributes: dict[str, Any] = {}
+    _set_server(attributes, host, {"server": server}, scheme)
+    assert attributes == expected
+
+
+def test_signed_url_parameters_are_redacted_in_the_query_and_nothing_else_changes() -> None:
+    from otel_rag._http.middleware import _query
+
+    assert (
+        _query(b"q=a%20b&X-Goog-Signature=s3cr3t&sig&Signature=")
+        == "q=a%20b&X-Goog-Signature=REDACTED&sig=REDACTED&Signature=REDACTED"
+    )
+    assert _query(b"q=\xff&page=2") == "q=\xff&page=2"  # not UTF-8: read as Latin-1, never an error
+    assert _query(b"signature_help=1") == "signature_help=1"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ("127.0.0.1:5000", "GET", "/a?b=c", "1.1", 200),
+            {"client.address": "127.0.0.1", "client.port": 5000, "url.path": "/a", "url.query": "b=c"},
+        ),
+        (("[::1]:5000", "GET", "/a", "2", 404), {"client.address": "::1", "client.port": 5000, "url.path": "/a"}),
+        (("unix-socket", "GET", "/?", "1.1", 200), {"client.address": "unix-socket", "url.path": "/", "url.query": ""}),
+    ],
+)
+def test_the_access_line_splits_client_and_target_into_the_conventions_fields(
+    args: tuple[Any, ...], expected: dict[str, Any]
+) -> None:
+    from otel_rag._telemetry.logs import _access_fields
+
+    fields = _access_fields(*args)
+    assert fields.items() >= expected.items()
+    assert "client.port" in fields or "client.port" not in expected
+    assert fields["network.protocol.version"] == args[3] and fields["http.response.status_code"] == args[4]

@@ -66,7 +66,10 @@ def test_launcher_picks_our_distro_and_traces_requests(otlp: OtlpReceiver) -> No
     assert by_logger["hello.stdlib"]["event"] == "greeting ada"
     assert by_logger["hello"]["event"] == "greeting.composed"
     assert by_logger["hello"]["name"] == "ada"
-    assert by_logger["uvicorn.access"]["http.response.status_code"] == 200
+    access = by_logger["uvicorn.access"]
+    assert access["http.response.status_code"] == 200 and access["http.request.method"] == "GET"
+    assert (access["client.address"], access["url.path"], access["url.query"]) == ("127.0.0.1", "/hello", "name=ada")
+    assert isinstance(access["client.port"], int) and access["network.protocol.version"] == "1.1"
     assert {line["user_id"] for line in request_lines} == {"user-42"}
     assert by_logger["hello"]["span_id"] == child["span_id"]
     assert by_logger["hello.stdlib"]["span_id"] == server["span_id"]

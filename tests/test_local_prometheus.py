@@ -77,7 +77,7 @@ def test_two_uvicorn_workers_start_and_one_serves_metrics() -> None:
         for _ in range(20):
             assert httpx.get(app.url + "/hello").status_code == 200
         scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-        assert 'otel_scope_name="otel_rag"' in scraped  # one worker's share: the requests went to either
+        assert 'otel_scope_name="otel_rag.http"' in scraped  # one worker's share: the requests went to either
         app.stop()
         lines = app.json_lines()
     warnings = [line["event"] for line in lines if line.get("level") == "warning"]

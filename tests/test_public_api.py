@@ -22,3 +22,12 @@ def test_the_three_lists_of_the_public_api_agree() -> None:
     assert {name: module for name, module in typed.items() if name != "rag"} == otel_rag._EXPORTS
     for name in otel_rag.__all__:
         assert getattr(otel_rag, name) is not None
+
+
+def test_one_version_everywhere() -> None:
+    """The package metadata, `otel_rag.__version__` and the version on the resource and the scopes agree."""
+    from importlib.metadata import version
+
+    from otel_rag._telemetry.identity import VERSION
+
+    assert otel_rag.__version__ == VERSION == version("otel-rag")

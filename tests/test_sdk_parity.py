@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +14,11 @@ import httpx
 import pytest
 
 from tests.support.otlp import OtlpReceiver
-from tests.support.postgres import scratch_dir
-from tests.support.processes import AppProcess, base_env, launch_uvicorn
+from tests.support.parity import under_both_distros
 
 pytestmark = pytest.mark.integration  # starts the app under both launchers
 
 _CLIENT_INSTRUMENTATIONS = "httpx,httpx2,requests,urllib3,psycopg"
-_DISTROS = {
-    "stock": {"OTEL_PYTHON_DISTRO": "distro", "OTEL_PYTHON_CONFIGURATOR": "configurator"},
-    "otel_rag": {"OTEL_PYTHON_DISTRO": "otel_rag"},
-}
 _HEADERS = {"X-Custom": "custom value", "Authorization": "Bearer not-for-export"}
 
 CASES: dict[str, dict[str, str]] = {
@@ -82,33 +76,14 @@ def _summary(receiver: OtlpReceiver, records_file: Path, answered: int) -> dict[
 
 
 def _run_both(case: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Start the app under each distro at once, send one request to each, and summarise what each exported."""
-    results: dict[str, dict[str, Any]] = {}
-    with ExitStack() as stack:
-        running: dict[str, tuple[AppProcess, OtlpReceiver, Path]] = {}
-        for name, distro in _DISTROS.items():
-            receiver = stack.enter_context(OtlpReceiver())
-            records = scratch_dir(f"parity-{name}-") / "records.jsonl"
-            env = base_env(
-                OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-                OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",  # the stock default is grpc: one receiver for both
-                OTEL_BLRP_SCHEDULE_DELAY="100",
-                PARITY_RECORDS=str(records),
-                **distro,
-                **case,
-            )
-            app = stack.enter_context(launch_uvicorn(env, app="tests.support.parity_app:app"))
-            running[name] = (app, receiver, records)
-        answers = {}
-        for name, (app, _, records) in running.items():
-            app.wait_ready("/docs")
-            records.unlink(missing_ok=True)  # only the request below counts
-            answers[name] = httpx.get(app.url + "/work", headers=_HEADERS, timeout=10).status_code
+    """Send one request to the app under each distro and summarise what each exported."""
+    with under_both_distros(case) as running:
+        answers = {
+            name: httpx.get(each.app.url + "/work", headers=_HEADERS, timeout=10).status_code
+            for name, each in running.items()
+        }
         time.sleep(2.0)  # both batch processors run every 100 ms
-        for name, (app, receiver, records) in running.items():
-            results[name] = _summary(receiver, records, answers[name])
-            assert "Traceback" not in app.stderr(), app.stderr()
-    return results
+        return {name: _summary(each.receiver, each.records, answers[name]) for name, each in running.items()}
 
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))

@@ -207,6 +207,7 @@ def _build(settings: Settings, sdk_kwargs: dict[str, Any]) -> None:
         PostgresSpanExporter,
         PostgresSpanProcessor,
     )
+    from otel_rag._telemetry.identity import DISTRO_NAME, VERSION
     from otel_rag._telemetry.log_correlation import install_record_trace_fields
     from otel_rag._telemetry.metrics import start_health_counters
     from otel_rag._telemetry.otlp import FastOTLPSpanExporter
@@ -242,6 +243,11 @@ def _build(settings: Settings, sdk_kwargs: dict[str, Any]) -> None:
     sink_args = {"settings": settings, "redactor": redactor}
     exporter_args_map: dict[Any, Any] = {PostgresSpanExporter: sink_args, PostgresLogExporter: sink_args}
     exporter_args_map.update(sdk_kwargs.pop("exporter_args_map", None) or {})
+    resource_attributes = {
+        **(sdk_kwargs.pop("resource_attributes", None) or {}),
+        "telemetry.distro.name": DISTRO_NAME,
+        "telemetry.distro.version": VERSION,
+    }
     # The SDK reads the exporters from the environment; this process's choice must not leak into the
     # workers it starts (they decide for themselves), so the variable is put back afterwards.
     with _environment(METRICS_EXPORTER.env, ",".join(metric_exporters)):
@@ -251,6 +257,7 @@ def _build(settings: Settings, sdk_kwargs: dict[str, Any]) -> None:
             export_span_processor=export_span_processor,
             export_log_record_processor=export_log_processor,
             exporter_args_map=exporter_args_map,
+            resource_attributes=resource_attributes,
             **sdk_kwargs,
         )
     scrub_resource(trace.get_tracer_provider(), redactor)

@@ -30,6 +30,7 @@ from opentelemetry.util.http import (
 
 from otel_rag._config.settings import active_settings
 from otel_rag._telemetry import metrics
+from otel_rag._telemetry.identity import HTTP_SCHEMA_URL, VERSION
 from otel_rag._telemetry.tracing import ENDUSER_ID, MAX_USER_ID, begin_request, end_request, set_request_root
 
 __all__ = ["TracingMiddleware", "instrument_app", "instrument_starlette"]
@@ -61,12 +62,56 @@ class _HeaderGetter(Getter[list[tuple[bytes, bytes]]]):
 _getter = _HeaderGetter()
 
 
-def _user_id(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
-    """The user id header's value as UTF-8 (invalid bytes replaced), cut to 128 characters; None when absent."""
-    for key, value in headers:
-        if key == name:
-            return value[: MAX_USER_ID * 4].decode("utf-8", "replace")[:MAX_USER_ID] or None
-    return None
+def _user_id(value: bytes) -> str | None:
+    """The user id header's value as UTF-8 (invalid bytes replaced), cut to 128 characters; None when empty."""
+    return value[: MAX_USER_ID * 4].decode("utf-8", "replace")[:MAX_USER_ID] or None
+
+
+# The methods the HTTP conventions know (RFC 9110, 5789 and QUERY, as opentelemetry-util-http lists them); any
+# other becomes "_OTHER", with the original in http.request.method_original.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Query parameters of signed URLs whose values the conventions say to replace by "REDACTED" (our redaction of
+# secrets in key=value text applies to url.query as well, before export).
+_SIGNED_URL_PARAMS = ("AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature")
+
+
+def _method(raw: str) -> tuple[str, str | None]:
+    """The method as the conventions report it, and the original when that differs."""
+    if raw in _KNOWN_METHODS:
+        return raw, None
+    upper = raw.upper()
+    return (upper if upper in _KNOWN_METHODS else "_OTHER"), raw
+
+
+def _query(raw: bytes) -> str:
+    query = raw.decode("latin-1")
+    if any(name in query for name in _SIGNED_URL_PARAMS):
+        pairs = query.split("&")
+        query = "&".join(
+            f"{pair.partition('=')[0]}=REDACTED" if pair.partition("=")[0] in _SIGNED_URL_PARAMS else pair
+            for pair in pairs
+        )
+    return query
+
+
+def _set_server(attributes: dict[str, Any], host: bytes | None, scope: Scope, scheme: str) -> None:
+    """server.address and server.port: from the Host header (its port, else the scheme's), else the socket."""
+    if host:
+        text = host.decode("latin-1")
+        name, colon, port = text.rpartition(":") if not text.endswith("]") else ("", "", "")
+        if colon and port.isdigit() and name:
+            attributes["server.address"], attributes["server.port"] = name.strip("[]"), int(port)
+            return
+        attributes["server.address"] = text.strip("[]")
+        if scheme in _DEFAULT_PORTS:
+            attributes["server.port"] = _DEFAULT_PORTS[scheme]
+        return
+    server = scope.get("server")
+    if server:
+        attributes["server.address"] = str(server[0])
+        if server[1] is not None:
+            attributes["server.port"] = server[1]
 
 
 class _HeaderCapture:
@@ -106,7 +151,7 @@ class TracingMiddleware:
 
     def _get_tracer(self) -> trace.Tracer:
         # Resolved on first use, after the SDK is configured, so requests skip the API's proxy tracer.
-        tracer = trace.get_tracer_provider().get_tracer("otel_rag.http")
+        tracer = trace.get_tracer_provider().get_tracer("otel_rag.http", VERSION, schema_url=HTTP_SCHEMA_URL)
         if not isinstance(tracer, trace.ProxyTracer):
             self._tracer = tracer
         return tracer
@@ -118,36 +163,31 @@ class TracingMiddleware:
         started = time.perf_counter()
         headers = scope.get("headers") or []
         parent = propagate.extract(headers, getter=_getter)
-        method = scope.get("method", "GET")
-        user_id = _user_id(headers, self._user_header)
-        attributes: dict[str, Any] = {
-            "http.request.method": method,
-            "url.path": scope.get("path", ""),
-            "url.scheme": scope.get("scheme", "http"),
-        }
-        if user_id:
-            attributes[ENDUSER_ID] = user_id
+        attributes, user_id, request_size = self._request_attributes(scope, headers)
+        method, scheme = attributes["http.request.method"], attributes["url.scheme"]
         capture = self._capture
-        if capture is not None and capture.request:
-            attributes.update(capture.attributes(headers, capture.request, normalise_request_header_name))
-        client = scope.get("client")
-        if client:
-            attributes["client.address"] = client[0]
+        active_attributes = {"http.request.method": method, "url.scheme": scheme}
+        metrics.http_server_active_requests.add(1, active_attributes)
         user_token = begin_request(user_id)  # before the span, so span processors see this request's user
         tracer = self._tracer or self._get_tracer()
-        span = tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+        span_name = "HTTP" if method == "_OTHER" else method
+        span = tracer.start_span(span_name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
         set_request_root(span)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         span_context = span.get_span_context()
         trace_hex = format(span_context.trace_id, "032x").encode("ascii")
         traceresponse = b"00-%s-%016x-%02x" % (trace_hex, span_context.span_id, int(span_context.trace_flags))
         status_code = 500
+        response_size: bytes | None = None
 
         async def send_with_trace_headers(message: Message) -> None:
-            nonlocal status_code
+            nonlocal status_code, response_size
             if message["type"] == "http.response.start":
                 status_code = message["status"]
                 response_headers = list(message.get("headers") or ())
+                for name, value in response_headers:
+                    if name == b"content-length":
+                        response_size = value
                 if capture is not None and capture.response:
                     span.set_attributes(
                         capture.attributes(response_headers, capture.response, normalise_response_header_name)
@@ -164,25 +204,80 @@ class TracingMiddleware:
             error = exc
             raise
         finally:
-            self._finish(span, scope, method, status_code, error, started)
+            metric_attributes = self._finish(span, scope, span_name, attributes, status_code, error, started)
+            metrics.http_server_active_requests.add(-1, active_attributes)
+            for size, histogram in (
+                (request_size, metrics.http_server_request_body_size),
+                (response_size, metrics.http_server_response_body_size),
+            ):
+                if size is not None and size.isdigit():
+                    histogram.record(int(size), metric_attributes)
             end_request(user_token, error)
             otel_context.detach(token)
 
+    def _request_attributes(self, scope: Scope, headers: Any) -> tuple[dict[str, Any], str | None, bytes | None]:
+        """The server span's request attributes (the stable HTTP conventions), the user id and Content-Length."""
+        method, method_original = _method(scope.get("method", "GET"))
+        scheme = scope.get("scheme", "http")
+        user_id = host = user_agent = request_size = None
+        user_header = self._user_header
+        for name, value in headers:  # one pass for every header we read
+            if name == b"host":
+                host = value
+            elif name == b"user-agent":
+                user_agent = value
+            elif name == b"content-length":
+                request_size = value
+            elif name == user_header and user_id is None:
+                user_id = _user_id(value)
+        attributes: dict[str, Any] = {
+            "http.request.method": method,
+            "url.path": scope.get("path", ""),
+            "url.scheme": scheme,
+            "network.protocol.version": scope.get("http_version", "1.1"),
+        }
+        if method_original is not None:
+            attributes["http.request.method_original"] = method_original
+        query = scope.get("query_string")
+        if query:
+            attributes["url.query"] = _query(query)
+        _set_server(attributes, host, scope, scheme)
+        if user_agent:
+            attributes["user_agent.original"] = user_agent.decode("latin-1")
+        if user_id:
+            attributes[ENDUSER_ID] = user_id
+        capture = self._capture
+        if capture is not None and capture.request:
+            attributes.update(capture.attributes(headers, capture.request, normalise_request_header_name))
+        client = scope.get("client")
+        if client:
+            attributes["client.address"] = client[0]
+            attributes["client.port"] = client[1]
+        return attributes, user_id, request_size
+
     @staticmethod
     def _finish(  # noqa: PLR0917 - one call site, on the request path: positional is cheapest
-        span: trace.Span, scope: Scope, method: str, status: int, error: BaseException | None, started: float
-    ) -> None:
+        span: trace.Span,
+        scope: Scope,
+        span_name: str,
+        request: dict[str, Any],
+        status: int,
+        error: BaseException | None,
+        started: float,
+    ) -> dict[str, Any]:
+        """End the span; record the duration; return the attributes of the request's metric points."""
         route = _route_of(scope)
         metric_attributes: dict[str, Any] = {
-            "http.request.method": method,
+            "http.request.method": request["http.request.method"],
             "http.response.status_code": status,
-            "url.scheme": scope.get("scheme", "http"),
+            "url.scheme": request["url.scheme"],
+            "network.protocol.version": request["network.protocol.version"],
         }
         span_attributes: dict[str, Any] = {"http.response.status_code": status}
         if route:
             metric_attributes["http.route"] = route
             span_attributes["http.route"] = route
-            span.update_name(f"{method} {route}")
+            span.update_name(f"{span_name} {route}")
         if error is not None:
             span.record_exception(error)
             error_type = type(error).__qualname__
@@ -197,6 +292,7 @@ class TracingMiddleware:
         span.set_attributes(span_attributes)
         span.end()
         metrics.http_server_request_duration.record(time.perf_counter() - started, metric_attributes)
+        return metric_attributes
 
 
 _all_apps = False  # under the launcher: every Starlette/FastAPI app in the process

@@ -344,15 +344,7 @@ class JsonLogHandler(logging.Handler):
                 if key not in _RECORD_FIELDS and not key.startswith("_") and key != "color_message":
                     event_dict[key] = value
             if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
-                client, method, path, _version, status = record.args
-                event_dict.update(
-                    {
-                        "client.address": client,
-                        "http.request.method": method,
-                        "url.path": path,
-                        "http.response.status_code": status,
-                    }
-                )
+                event_dict.update(_access_fields(*record.args))
             if record.exc_info:
                 event_dict["exc_info"] = record.exc_info
             method_name = record.levelname.lower()
@@ -362,6 +354,22 @@ class JsonLogHandler(logging.Handler):
             _STDOUT.msg(result)
         except Exception as error:  # never the stdlib's "--- Logging error ---" traceback, never a lost line
             write_failure_line(record.levelname.lower(), (getattr(record, "msg", ""),), error)
+
+
+def _access_fields(client: Any, method: Any, target: Any, version: Any, status: Any) -> dict[str, Any]:
+    """uvicorn's access line arguments as the HTTP conventions' fields ("host:port", "path?query", "1.1")."""
+    fields: dict[str, Any] = {"http.request.method": method, "http.response.status_code": status}
+    address, colon, port = str(client).rpartition(":")
+    if colon and port.isdigit():
+        fields["client.address"], fields["client.port"] = address.strip("[]"), int(port)
+    else:
+        fields["client.address"] = client
+    path, question, query = str(target).partition("?")
+    fields["url.path"] = path
+    if question:
+        fields["url.query"] = query
+    fields["network.protocol.version"] = version
+    return fields
 
 
 def _message(record: logging.LogRecord) -> str:

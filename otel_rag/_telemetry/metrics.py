@@ -12,9 +12,14 @@ from collections.abc import Callable, Iterable
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
+from otel_rag._telemetry.identity import HTTP_SCHEMA_URL, VERSION
+
 __all__ = [
     "HTTP_DURATION_BUCKETS",
+    "http_server_active_requests",
+    "http_server_request_body_size",
     "http_server_request_duration",
+    "http_server_response_body_size",
     "register_sink_gauges",
     "sink_batch_duration",
     "sink_dropped",
@@ -29,11 +34,22 @@ _meter = metrics.get_meter("otel_rag")
 # The bucket boundaries the HTTP semantic conventions recommend, in seconds.
 HTTP_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
-http_server_request_duration = _meter.create_histogram(
+# The stable HTTP server metrics, from their own scope (with the version and schema of the HTTP conventions).
+_http_meter = metrics.get_meter("otel_rag.http", VERSION, schema_url=HTTP_SCHEMA_URL)
+http_server_request_duration = _http_meter.create_histogram(
     "http.server.request.duration",
     unit="s",
     description="Duration of HTTP server requests.",
     explicit_bucket_boundaries_advisory=list(HTTP_DURATION_BUCKETS),
+)
+http_server_active_requests = _http_meter.create_up_down_counter(
+    "http.server.active_requests", unit="{request}", description="Number of active HTTP server requests."
+)
+http_server_request_body_size = _http_meter.create_histogram(
+    "http.server.request.body.size", unit="By", description="Size of HTTP server request bodies (Content-Length)."
+)
+http_server_response_body_size = _http_meter.create_histogram(
+    "http.server.response.body.size", unit="By", description="Size of HTTP server response bodies (Content-Length)."
 )
 
 # -- the Postgres sink's own health ------------------------------------------------------------------------------

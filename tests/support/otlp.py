@@ -99,6 +99,8 @@ class OtlpReceiver:
                             "events": [{"name": e.name, "attributes": _attributes(e.attributes)} for e in span.events],
                             "resource": resource,
                             "scope": scope_spans.scope.name,
+                            "scope_version": scope_spans.scope.version,
+                            "schema_url": scope_spans.schema_url,
                         }
                     )
 

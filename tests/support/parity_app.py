@@ -10,7 +10,7 @@ import json
 import logging
 import os
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 
 
 class _CorrelationFields(logging.Handler):
@@ -33,3 +33,18 @@ def work(response: Response) -> dict[str, str]:
     response.headers["X-Answer"] = "42"
     response.headers["Set-Cookie"] = "session=abc"
     return {"ok": "yes"}
+
+
+@app.get("/items/{item_id}")
+def item(item_id: int, q: str = "") -> dict[str, object]:
+    return {"id": item_id, "q": q}
+
+
+@app.post("/items")
+async def create_item(request: Request) -> dict[str, int]:
+    return {"size": len(await request.body())}
+
+
+@app.get("/fail")
+def fail() -> None:
+    raise RuntimeError("the handler failed")
