@@ -2,7 +2,8 @@
 
 `capture_telemetry()` installs the real OpenTelemetry SDK with in-memory exporters as the process's providers, so a
 test can assert on the spans, log records and metric points its code produced, exactly as they would be exported.
-`free_port()` gives a free TCP port on 127.0.0.1 for a server a test starts.
+`free_port()` gives a free TCP port on 127.0.0.1 for a server a test starts. With otel-rag installed, pytest also
+has the fixture `captured_telemetry` (the same capture, cleared for each test).
 """
 
 from __future__ import annotations
@@ -60,6 +61,18 @@ class CapturedTelemetry:
     def finished(self) -> list[Any]:
         """The finished spans (SDK ReadableSpans), oldest first."""
         return list(self.spans.get_finished_spans())
+
+    def span(self, name: str) -> Any:
+        """The one finished span called `name`; an AssertionError names the spans there are when it is not one."""
+        matching = [span for span in self.finished() if span.name == name]
+        if len(matching) != 1:
+            names = sorted({span.name for span in self.finished()})
+            raise AssertionError(f"{len(matching)} spans named {name!r}; finished spans: {names}")
+        return matching[0]
+
+    def log_records(self) -> list[Any]:
+        """The emitted OTel log records (SDK ReadableLogRecords: `.log_record.body`, `.log_record.attributes`)."""
+        return list(self.logs.get_finished_logs())
 
     def metric_points(self, name: str) -> list[Any]:
         """The current data points of the instrument called `name` (empty when it recorded nothing)."""

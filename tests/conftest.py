@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from otel_rag.testing import CapturedTelemetry, capture_telemetry
+from otel_rag.testing import CapturedTelemetry
 from tests.support.otlp import OtlpReceiver
 
 # Property tests: 300 examples each in the full suite, 30 in `make check` (HYPOTHESIS_PROFILE=check).
@@ -54,12 +54,9 @@ def otlp() -> Iterator[OtlpReceiver]:
 
 
 @pytest.fixture
-def sdk() -> CapturedTelemetry:
-    """The real SDK with in-memory exporters as the global providers (otel_rag.testing), cleared for this test."""
-    from otel_rag._telemetry.tracing import request_user_box
-
-    request_user_box.set(None)  # a user set by an earlier test must not leak into this one
-    return capture_telemetry()
+def sdk(captured_telemetry: CapturedTelemetry) -> CapturedTelemetry:
+    """The plugin's fixture (otel_rag._pytest_plugin), under the short name our tests use."""
+    return captured_telemetry
 
 
 @pytest.fixture(scope="session")

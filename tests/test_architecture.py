@@ -14,7 +14,7 @@ LAYERS = [
     ("http", ["otel_rag._http", "otel_rag._config.startup"]),
     ("rag", ["otel_rag.rag"]),
     ("store", ["otel_rag._store"]),
-    ("surfaces", ["otel_rag.web", "otel_rag._cli", "otel_rag.testing"]),
+    ("surfaces", ["otel_rag.web", "otel_rag._cli", "otel_rag.testing", "otel_rag._pytest_plugin"]),
     ("wiring", ["otel_rag._config.configurator", "otel_rag._config.distro", "otel_rag"]),
 ]
 # Deliberate exceptions, each with its reason.
