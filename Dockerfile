@@ -11,7 +11,7 @@ RUN npm run build
 
 FROM python:3.11-slim
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py MANIFEST.in README.md LICENSE ./
 COPY otel_rag ./otel_rag
 COPY --from=ui /src/otel_rag/web/static ./otel_rag/web/static
 COPY migrations ./migrations

@@ -55,15 +55,12 @@ check: lint
 test: lint system-deps stack-binaries ui
 	$(BIN)/pytest
 
+# Every benchmark; each prints its figures against a baseline measured in the same run. Run as modules from the
+# repository root, so that `bench.*` and `tests.support.*` import as they do under pytest.
+BENCHES := log_event http_overhead http_profile rag_overhead sink_throughput freshness query_latency otlp_pipeline
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
-	$(BIN)/python bench/log_event.py
-	$(BIN)/python bench/http_overhead.py
-	$(BIN)/python bench/http_profile.py
-	$(BIN)/python bench/sink_throughput.py
-	$(BIN)/python bench/freshness.py
-	$(BIN)/python bench/query_latency.py
-	$(BIN)/python -m bench.otlp_pipeline
+	@for name in $(BENCHES); do echo "== bench/$$name.py"; $(BIN)/python -m bench.$$name || exit 1; done
 
 # The docs site (MkDocs, Material, mkdocstrings) into .build/site; `mkdocs serve` for live editing.
 docs: $(STAMP)
