@@ -8,7 +8,7 @@ APT_PROGRAMS := $(PG15) /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheu
 APT_PACKAGES := postgresql-15 prometheus prometheus-alertmanager chromium
 UI_STAMP := ui/node_modules/.installed
 
-.PHONY: demo test check docs lint system-deps stack-binaries ui bench mutation clean
+.PHONY: demo test check check-lowest docs lint system-deps stack-binaries ui bench mutation clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -52,7 +52,22 @@ lint: $(STAMP)
 check: lint
 	HYPOTHESIS_PROFILE=check $(BIN)/pytest -m "not integration" -q
 
-test: lint system-deps stack-binaries ui
+# The unit tests against the lowest OpenTelemetry releases pyproject.toml allows (tools/lowest-otel.txt), in their
+# own virtualenv under .build/ (re-created when pyproject.toml or the pins change): the configurator builds on the
+# SDK's own configuration functions, so both ends of the allowed range are tested.
+LOWEST_VENV := .build/venv-lowest
+LOWEST_STAMP := $(LOWEST_VENV)/.installed
+$(LOWEST_STAMP): pyproject.toml tools/lowest-otel.txt
+	rm -rf $(LOWEST_VENV)
+	python3 -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/pip install -q --upgrade pip
+	$(LOWEST_VENV)/bin/pip install -q -c tools/lowest-otel.txt -e '.[dev]'
+	touch $(LOWEST_STAMP)
+
+check-lowest: $(LOWEST_STAMP)
+	HYPOTHESIS_PROFILE=check $(LOWEST_VENV)/bin/pytest -m "not integration" -q -p no:cacheprovider
+
+test: lint system-deps stack-binaries ui check-lowest
 	$(BIN)/pytest
 
 # Every benchmark; each prints its figures against a baseline measured in the same run. Run as modules from the
