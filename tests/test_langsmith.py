@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -351,3 +352,116 @@ def test_a_full_send_queue_drops_the_oldest_traces_and_counts_them(
     sent = {run["trace_id"] for run in stub.runs.values()}
     assert sent == {str(run_id(root.get_span_context().span_id)) for root in roots[2:]}  # the two oldest dropped
     mirror.shutdown()
+
+
+# -- failures counted and said once per reason, an idle sender, which roots get a link ------------------------------
+
+
+def _mirror_for(url: str) -> tuple[TracerProvider, LangSmithMirror]:
+    """The mirror as the configurator builds it (the SDK's error callback wired), on its own provider."""
+    from otel_rag._config.settings import load_settings
+    from otel_rag._telemetry.redaction import Redactor
+    from otel_rag.rag._langsmith import mirror_from_settings
+
+    settings = load_settings({"LANGSMITH_API_KEY": "lsv2_pt_test", "LANGSMITH_ENDPOINT": url})
+    mirror = mirror_from_settings(settings, Redactor())
+    assert mirror is not None
+    provider = TracerProvider(resource=Resource.create({"service.name": "rag-api"}))
+    provider.add_span_processor(mirror)
+    return provider, mirror
+
+
+def test_failed_and_mirrored_runs_are_counted_and_each_new_failure_is_said_once(
+    caplog: pytest.LogCaptureFixture, sdk: CapturedTelemetry
+) -> None:
+    import otel_rag.rag._langsmith as module
+
+    refusing = LangSmithStub(fail=True, fail_status=422, fail_detail="refused:\n\n   " + "x" * 1000)
+    provider, mirror = _mirror_for(refusing.url)
+    before = {name: sdk.metric_total(f"otel_rag.langsmith.{name}") for name in ("failed", "mirrored")}
+
+    def counted(name: str) -> float:
+        return sdk.metric_total(f"otel_rag.langsmith.{name}") - before[name]
+
+    def said() -> list[str]:
+        prefix = "mirroring 3 runs to LangSmith failed (retrying with backoff): "
+        return [r.getMessage().removeprefix(prefix) for r in caplog.records if r.getMessage().startswith(prefix)]
+
+    try:
+        caplog.set_level(logging.WARNING, logger="otel_rag.langsmith")
+        module._active = None
+        _request(provider)
+        mirror.force_flush(5_000)
+        assert counted("failed") == 3 and counted("mirrored") == 0
+        (text,) = said()
+        assert text.startswith(f"Failed to POST {refusing.url}/runs/multipart in LangSmith API.") and "422" in text
+        assert "\n" not in text and "  " not in text and len(text) == 300  # one line, cut to 300 characters
+        _request(provider)
+        mirror.force_flush(5_000)  # the same failure again: counted, not said again
+        assert counted("failed") == 6 and len(said()) == 1
+        refusing.fail = False
+        _request(provider)
+        assert mirror.force_flush(5_000)
+        _wait(refusing, 3)
+        assert counted("mirrored") == 3 and counted("failed") == 6
+        refusing.fail = True
+        _request(provider)
+        mirror.force_flush(5_000)  # after a recovery the same failure is news again
+        assert len(said()) == 2 and counted("failed") == 9
+    finally:
+        mirror.shutdown()
+        refusing.close()
+
+
+def test_an_idle_sender_sleeps_resolves_its_link_on_its_own_and_stops_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import otel_rag.rag._langsmith as module
+
+    monkeypatch.setattr(module, "_LINK_RETRY_S", 0.2)
+    stub = LangSmithStub(unknown_project_for=2)  # the project is found on the third lookup
+    provider, mirror = _setup(stub.url)
+    try:
+        deadline = time.monotonic() + 5
+        while mirror.url_for(1) is None and time.monotonic() < deadline:  # no trace sent: the link still resolves
+            time.sleep(0.02)
+        assert mirror.url_for(1) is not None
+        assert sum(1 for request in stub.requests if request.startswith("GET /sessions")) == 3
+        cpu = time.process_time()
+        time.sleep(0.5)
+        assert time.process_time() - cpu < 0.1  # idle: the sender waits for work, it does not poll
+        _request(provider)  # and it still sends after its idle wake-ups
+        assert mirror.force_flush(10_000)
+        _wait(stub, 3)
+        assert len(stub.runs) == 3
+        started = time.monotonic()
+        mirror.shutdown()
+        assert not mirror._thread.is_alive() and time.monotonic() - started < 1.0
+    finally:
+        stub.close()
+
+
+def test_only_a_trace_with_rag_spans_gets_a_langsmith_link_on_its_root(stub: LangSmithStub) -> None:
+    provider, mirror = _setup(stub.url)
+    tracer = provider.get_tracer("test")
+    import otel_rag.rag as rag_module
+
+    original = rag_module._tracer
+    rag_module._tracer = tracer
+    try:
+        deadline = time.monotonic() + 10
+        while mirror.url_for(1) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with tracer.start_as_current_span("GET /healthz", kind=SpanKind.SERVER) as plain:
+            token = begin_request("ana", plain)
+            with tracer.start_as_current_span("SELECT 1"):
+                pass
+            end_request(token)
+        with tracer.start_as_current_span("POST /query", kind=SpanKind.SERVER) as answered:
+            token = begin_request("ana", answered)
+            with rag.generate(model="gpt-4o-mini"):
+                pass
+            end_request(token)
+        assert "langsmith.url" not in (plain.attributes or {})  # nothing mirrored: a link would lead nowhere
+        assert answered.attributes["langsmith.url"] == mirror.url_for(answered.get_span_context().span_id)
+    finally:
+        rag_module._tracer = original
+        mirror.shutdown()

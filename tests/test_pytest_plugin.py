@@ -6,7 +6,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-USER_TESTS = '''
+USER_TESTS = """
 import logging
 
 import otel_rag
@@ -40,7 +40,7 @@ def test_a_missing_span_is_named_with_the_ones_there_are(captured_telemetry):
         assert "0 spans named 'absent'; finished spans: ['present']" in str(error)
     else:
         raise AssertionError("expected an AssertionError")
-'''
+"""
 
 
 def test_the_plugin_gives_users_the_fixture(pytester: pytest.Pytester) -> None:

@@ -37,8 +37,20 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, Any]:
 
 
 class LangSmithStub:
-    def __init__(self, multipart: bool = True, fail: bool = False) -> None:
+    def __init__(
+        self,
+        multipart: bool = True,
+        fail: bool = False,
+        fail_status: int = 503,
+        fail_detail: str = "down",
+        unknown_project_for: int = 0,
+    ) -> None:
+        """`fail` (switchable at any time): POSTs answer `fail_status` with `fail_detail` (the SDK retries a 503
+        itself for a while, not a 422). The first `unknown_project_for` project lookups answer 404."""
         self.runs: dict[str, dict[str, Any]] = {}
+        self.fail_status = fail_status
+        self.fail_detail = fail_detail
+        self.unknown_project_for = unknown_project_for
         self.requests: list[str] = []
         self.bodies: list[bytes] = []  # every POST body, decompressed
         self.compressed = 0
@@ -63,6 +75,9 @@ class LangSmithStub:
                 stub.requests.append(f"GET {self.path}")
                 if self.path.startswith("/info"):
                     self._reply(200, {"version": "0.10.0", "batch_ingest_config": {"use_multipart_endpoint": True}})
+                elif self.path.startswith("/sessions") and stub.unknown_project_for > 0:
+                    stub.unknown_project_for -= 1
+                    self._reply(404, {"detail": "project not found"})
                 elif self.path.startswith("/sessions"):
                     project = {
                         "id": PROJECT_ID,
@@ -78,7 +93,7 @@ class LangSmithStub:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 stub.requests.append(f"POST {self.path}")
                 if stub.fail:
-                    self._reply(503, {"detail": "down"})
+                    self._reply(stub.fail_status, {"detail": stub.fail_detail})
                     return
                 if self.headers.get("Content-Encoding") == "zstd":
                     body = zstandard.ZstdDecompressor().decompressobj().decompress(body)
