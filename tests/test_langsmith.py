@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from langsmith import Client
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_rag import rag
@@ -460,8 +460,11 @@ def test_only_a_trace_with_rag_spans_gets_a_langsmith_link_on_its_root(stub: Lan
             with rag.generate(model="gpt-4o-mini"):
                 pass
             end_request(token)
-        assert "langsmith.url" not in (plain.attributes or {})  # nothing mirrored: a link would lead nowhere
-        assert answered.attributes["langsmith.url"] == mirror.url_for(answered.get_span_context().span_id)
+        plain_attributes, answered_attributes = (
+            cast(ReadableSpan, span).attributes or {} for span in (plain, answered)
+        )
+        assert "langsmith.url" not in plain_attributes  # nothing mirrored: a link would lead nowhere
+        assert answered_attributes["langsmith.url"] == mirror.url_for(answered.get_span_context().span_id)
     finally:
         rag_module._tracer = original
         mirror.shutdown()
