@@ -191,6 +191,8 @@ def test_a_poison_record_is_isolated_and_the_rest_written(store: Database, caplo
     assert writer.force_flush(10)
     warnings = " ".join(record.getMessage() for record in caplog.records if record.name == "otel_rag.store")
     assert str(writer.spool().dir / "poison.jsonl") in warnings  # where the file is, not the spool root
+    refused = f"a record was refused by Postgres and quarantined in {writer.spool().dir / 'poison.jsonl'}: "
+    assert refused + 'invalid input syntax for type uuid: "not-a-uuid"' in warnings  # and Postgres's reason
     writer.shutdown()
 
 
