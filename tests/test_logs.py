@@ -268,3 +268,40 @@ def test_user_ids_get_the_same_pii_treatment_in_logs_and_spans(sdk: CapturedTele
     span = redact_span(sdk.finished()[-1], Redactor(extra_patterns=[__import__("re").compile(email)]))
     assert dict(span.attributes or {})["enduser.id"] == "[REDACTED]"
     set_user(None)  # set outside a request, the user stays with this context: not for the tests after this one
+
+
+def test_log_correlation_fields_are_on_records_but_not_repeated_in_the_line(sdk: CapturedTelemetry, lines: Any) -> None:
+    """OTEL_PYTHON_LOG_CORRELATION=true: the stock fields for other handlers; our line keeps trace_id/span_id."""
+    from otel_rag._telemetry import log_correlation
+
+    _setup(sdk)
+    seen: list[logging.LogRecord] = []
+
+    class Collector(logging.Handler):  # a user's own handler: it reads the fields the factory sets
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    collector = Collector()
+    logger = logging.getLogger("correlated")
+    logger.addHandler(collector)
+    factory = logging.getLogRecordFactory()
+    try:
+        log_correlation.install_record_trace_fields()
+        log_correlation.install_record_trace_fields()  # once per process: a second call changes nothing
+        logger.warning("outside")
+        with trace_span("op") as span:
+            logger.warning("inside")
+    finally:
+        logging.setLogRecordFactory(factory)
+        log_correlation._installed = False
+        logger.removeHandler(collector)
+    outside, inside = seen
+    assert (outside.otelTraceID, outside.otelSpanID, outside.otelTraceSampled) == ("0", "0", False)  # type: ignore[attr-defined]
+    context = span.get_span_context()
+    assert inside.otelTraceID == format(context.trace_id, "032x")  # type: ignore[attr-defined]
+    assert inside.otelSpanID == format(context.span_id, "016x")  # type: ignore[attr-defined]
+    assert inside.otelTraceSampled is True and inside.otelServiceName == "unit-tests"  # type: ignore[attr-defined]
+    written = lines()
+    assert [line["event"] for line in written] == ["outside", "inside"]
+    assert not any(key.startswith("otel") for line in written for key in line)
+    assert written[1]["trace_id"] == format(context.trace_id, "032x")
