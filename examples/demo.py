@@ -131,8 +131,10 @@ def _run_service(dsn: str) -> tuple[list[tuple[int, dict[str, str]]], list[dict[
             upload = _call(base + "/documents", *_multipart("returns.md", DOCUMENT))
             question = json.dumps({"question": "Within how many days are refunds accepted?"}).encode()
             answer = _call(base + "/query", question)
-            trace_id = json.loads(answer[1].get("body", "{}")).get("trace_id", "")
-            rating = _call(base + "/feedback", json.dumps({"trace_id": trace_id, "rating": 5}).encode())
+            answered = json.loads(answer[1].get("body", "{}"))
+            trace_id = answered.get("trace_id", "")
+            rated = {"trace_id": trace_id, "span_id": answered.get("span_id"), "rating": 5}
+            rating = _call(base + "/feedback", json.dumps(rated).encode())
             calls = [upload, answer, rating]
             metric_lines = _scrape(f"http://127.0.0.1:{metrics_port}/metrics")
         finally:

@@ -305,3 +305,21 @@ def test_log_correlation_fields_are_on_records_but_not_repeated_in_the_line(sdk:
     assert [line["event"] for line in written] == ["outside", "inside"]
     assert not any(key.startswith("otel") for line in written for key in line)
     assert written[1]["trace_id"] == format(context.trace_id, "032x")
+
+
+def test_a_line_on_a_trace_without_a_span_keeps_the_trace_id(sdk: CapturedTelemetry, lines: Any) -> None:
+    """An evaluation recorded later on a past trace whose span is unknown: the trace id, no span id."""
+    from opentelemetry import context, trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext
+
+    _setup(sdk)
+    token = context.attach(trace.set_span_in_context(NonRecordingSpan(SpanContext(0xABC, 0, is_remote=True))))
+    try:
+        get_logger("judge").info("judged", event_name="gen_ai.evaluation.result")
+    finally:
+        context.detach(token)
+    (line,) = lines()
+    assert (line["trace_id"], line["span_id"]) == (format(0xABC, "032x"), None)
+    (record,) = [r.log_record for r in sdk.log_records() if r.log_record.event_name == "gen_ai.evaluation.result"]
+    assert (record.trace_id, record.span_id, record.body) == (0xABC, 0, None)
+    assert "event_name" not in (record.attributes or {})

@@ -194,10 +194,18 @@ def test_record_quality_on_the_current_span_and_on_a_past_trace(sdk: CapturedTel
     assert by_name["groundedness"]["gen_ai.evaluation.score.value"] == 0.5
     assert by_name["hallucination"]["gen_ai.evaluation.score.label"] == "hallucinated"
     past_trace = format(span.get_span_context().trace_id, "032x")
-    record_quality(trace_id=past_trace, answer_relevancy=0.7)  # e.g. from a feedback endpoint, later
-    rows = [r for r in logged() if r.body == "gen_ai.evaluation.result"]
-    assert {r.attributes["gen_ai.evaluation.name"] for r in rows} >= {"groundedness", "answer_relevancy"}
-    assert all(format(r.trace_id, "032x") == past_trace for r in rows)
+    answer_span = format(span.get_span_context().span_id, "016x")
+    with trace_span("feedback request"):  # e.g. a feedback endpoint, later, in another trace
+        record_quality(trace_id=past_trace, span_id=answer_span, user_feedback=0.75, explanation="rated 4 of 5")
+        record_quality(trace_id=past_trace, answer_relevancy=0.7)  # the span unknown: on the trace alone
+    events = [r for r in logged() if r.event_name == "gen_ai.evaluation.result"]
+    assert all(r.body is None for r in events)  # an event: its name and its attributes
+    by_name = {r.attributes["gen_ai.evaluation.name"]: r for r in events}
+    assert set(by_name) >= {"groundedness", "user_feedback", "answer_relevancy"}
+    assert all(format(r.trace_id, "032x") == past_trace for r in events)
+    assert (by_name["groundedness"].span_id, by_name["user_feedback"].span_id) == (span.get_span_context().span_id,) * 2
+    assert by_name["answer_relevancy"].span_id == 0  # never the feedback request's own span
+    assert by_name["user_feedback"].attributes["gen_ai.evaluation.explanation"] == "rated 4 of 5"
     assert sum(p.value for p in _metric(sdk, "rag.hallucinations")) >= 1
     assert sum(p.value for p in _metric(sdk, "rag.answers")) >= 1
     assert _metric(sdk, "rag.quality.score", **{"gen_ai.evaluation.name": "faithfulness"})

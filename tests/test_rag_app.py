@@ -59,7 +59,8 @@ def test_upload_query_feedback_across_all_layers(store: Database, otlp: OtlpRece
         assert "thirty days" in body["answer"]
         assert body["groundedness"] == 1.0 and body["cost_usd"] > 0
         assert body["usage"]["input_tokens"] > 0 and body["sources"]
-        assert httpx.post(app.url + "/feedback", json={"trace_id": body["trace_id"], "rating": 5}).status_code == 200
+        rating = {"trace_id": body["trace_id"], "span_id": body["span_id"], "rating": 5}
+        assert httpx.post(app.url + "/feedback", json=rating).status_code == 200
 
         httpx.post(llm + "/control", json={"mode": "off_context"})
         drifted = httpx.post(app.url + "/query", json={"question": "What does the warranty cover?"}, headers=headers)
@@ -95,12 +96,12 @@ def test_upload_query_feedback_across_all_layers(store: Database, otlp: OtlpRece
     assert query.cost_usd == pytest.approx(
         sum(line.cost_usd or 0 for line in queries.trace_cost(reader, body["trace_id"]))
     )
-    feedback_rows = [
-        line
-        for line in query.orphan_logs + [x for s in query.spans for x in s.logs]
-        if line.attributes.get("gen_ai.evaluation.name") == "user_feedback"
-    ]
-    assert feedback_rows and feedback_rows[0].attributes["gen_ai.evaluation.score.value"] == 1.0
+    assert body["span_id"] == generate.span_id  # the answer the user rates is the generate span
+    feedback_rows = [line for line in generate.logs if line.attributes.get("gen_ai.evaluation.name") == "user_feedback"]
+    (feedback,) = feedback_rows  # on the rated answer's own span, not the feedback request's
+    assert feedback.attributes["gen_ai.evaluation.score.value"] == 1.0
+    assert feedback.attributes["gen_ai.evaluation.explanation"] == "rated 5 of 5 by the user"
+    assert feedback.message == "gen_ai.evaluation.result"
     failed_trace = queries.debug_trace(reader, failed.headers["x-trace-id"])
     failing = [span.name for span in failed_trace.spans if span.status == "ERROR"]
     assert failing[0] == "POST /query" and "rag.embed" in failing  # the LLM endpoint failed the first call

@@ -179,6 +179,10 @@ def test_a_log_row_fills_what_the_record_leaves_out() -> None:
         assert (row[6], row[7]) == (name, number)
     structured = log_row(_log(timestamp=T0, body={"k": ["v", 1]}), LIMITS)
     assert structured[9] == '{"k":["v",1]}'
+    event = log_row(_log(timestamp=T0, event_name="gen_ai.evaluation.result", trace_id=0xABC), LIMITS)
+    assert (event[9], event[2], event[3]) == ("gen_ai.evaluation.result", format(0xABC, "032x"), None)  # on a trace
+    named = log_row(_log(timestamp=T0, event_name="e", body="said"), LIMITS)
+    assert named[9] == "said"  # an event with a body keeps it
     assert log_row(_log(timestamp=0, observed_timestamp=0), LIMITS)[0] == "1970-01-01T00:00:00.000000+00:00"
 
 

@@ -6,7 +6,7 @@
 `POST /documents` (multipart `file`: .txt, .md or .pdf) parses, chunks, embeds and indexes a document;
 `POST /query` ({"question", "top_k"}) retrieves with BM25, reranks by embedding similarity, asks the LLM with the
 best passages as context, checks the answer's groundedness and returns it with sources, token usage and cost;
-`POST /feedback` ({"trace_id", "rating": 1..5}) attaches a user's rating to an earlier answer's trace. Every
+`POST /feedback` ({"trace_id", "span_id", "rating": 1..5}) attaches a user's rating to an earlier answer's trace. Every
 response carries `trace_id` (and the `X-Trace-Id` header). The LLM is any OpenAI-compatible endpoint
 (`OPENAI_BASE_URL`, models `RAG_CHAT_MODEL` and `RAG_EMBEDDING_MODEL`). `GET /` is a tiny upload page (built from
 ui/upload.html) showing the returned trace id with a link to the debug page, which the service mounts at `/debug/`.
@@ -178,7 +178,12 @@ async def query(body: Query) -> dict[str, Any]:
         stage.usage(usage.prompt_tokens if usage else None, usage.completion_tokens if usage else None)
         stage.content("completion", answer)
         check = otel_rag.groundedness(answer, [chunk.text for chunk, _ in reranked])
-        otel_rag.record_quality(groundedness=check.score, hallucinated=check.score < 0.5)
+        otel_rag.record_quality(
+            groundedness=check.score,
+            hallucinated=check.score < 0.5,
+            explanation=f"{check.supported} of {check.sentences} sentences supported by the retrieved context",
+        )
+        answer_span = stage.span.get_span_context().span_id if stage.span is not None else 0
     return {
         "answer": answer,
         "sources": [{"document_id": c.document_id, "chunk": c.index, "score": round(s, 4)} for c, s in reranked],
@@ -186,18 +191,25 @@ async def query(body: Query) -> dict[str, Any]:
         "usage": {"input_tokens": stage.input_tokens, "output_tokens": stage.output_tokens},
         "cost_usd": stage.cost,
         "trace_id": otel_rag.current_trace_id(),
+        "span_id": format(answer_span, "016x"),  # the evaluated answer: feedback is recorded on it
     }
 
 
 class Feedback(BaseModel):
     trace_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    span_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
     rating: int = Field(ge=1, le=5)
     comment: str | None = Field(default=None, max_length=2000)
 
 
 @app.post("/feedback")
 async def feedback(body: Feedback) -> dict[str, Any]:
-    otel_rag.record_quality(trace_id=body.trace_id, user_feedback=(body.rating - 1) / 4)
+    otel_rag.record_quality(
+        trace_id=body.trace_id,
+        span_id=body.span_id,
+        user_feedback=(body.rating - 1) / 4,
+        explanation=f"rated {body.rating} of 5 by the user",
+    )
     log.info("feedback.received", rated_trace_id=body.trace_id, rating=body.rating, has_comment=bool(body.comment))
     return {"recorded": True, "trace_id": otel_rag.current_trace_id()}
 

@@ -225,7 +225,7 @@ def log_row(record: ReadableLogRecord, limits: Limits) -> tuple[Any, ...]:
     timestamp = log.timestamp or log.observed_timestamp or 0
     severity_number = int(log.severity_number.value) if log.severity_number else 9
     severity = (log.severity_text or _SEVERITY_NAMES.get((severity_number - 1) // 4 * 4 + 1, "info")).lower()
-    body = log.body
+    body = log.body if log.body is not None else log.event_name  # an event without a body: its name
     if body is not None and not isinstance(body, str):
         body = orjson.dumps(_clean_value(body, limits)).decode()
     scope = record.instrumentation_scope

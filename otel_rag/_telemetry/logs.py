@@ -41,7 +41,7 @@ from otel_rag._telemetry.redaction import Redactor, safe_str
 from otel_rag._telemetry.timestamps import UtcSeconds
 from otel_rag._telemetry.tracing import ENDUSER_ID, FAILED_REQUEST_ATTR, attribute_value, request_user_box
 
-__all__ = ["JsonLogHandler", "adopt_console_handlers", "get_logger", "setup_logging"]
+__all__ = ["EVENT_NAME", "JsonLogHandler", "adopt_console_handlers", "get_logger", "setup_logging"]
 
 
 _LEVELS = {
@@ -65,6 +65,8 @@ _SEVERITY = {
 }
 # Keys of the line itself; everything else is the call's own key/values (and becomes an OTel attribute).
 _LINE_KEYS = frozenset(("timestamp", "level", "logger", "event", "service", "trace_id", "span_id", "user_id"))
+# A line with this key is an OTel event (a log record with an event name, e.g. gen_ai.evaluation.result).
+EVENT_NAME = "event_name"
 _CREATED = "_otel_rag_created"  # stdlib record time, carried from the handler to `enrich`
 
 
@@ -153,8 +155,9 @@ def make_enricher(service: str) -> Processor:
             if failed is not None:
                 span_context, box = failed
                 valid = True
-        if not valid:
-            trace_hex = span_hex = None
+        if not valid:  # a trace without a span (an evaluation recorded on a past trace) keeps its trace id
+            trace_hex = format(span_context.trace_id, "032x") if span_context.trace_id else None
+            span_hex = None
         elif (cached := last_ids)[0] is span_context:  # one read: another thread may swap it in between
             _, trace_hex, span_hex = cached
         else:
@@ -253,11 +256,13 @@ class OTelBridge:
                 attributes["exception.stacktrace"] = attributes.pop("exception")
                 attributes["exception.type"] = attributes.pop("exception_type", "")
             level = event_dict.get("level", "info")
+            event_name = attributes.pop(EVENT_NAME, None)
             otel_logger.emit(
                 severity_number=_SEVERITY.get(level, SeverityNumber.INFO),
                 severity_text=level.upper(),
-                body=event_dict.get("event"),
+                body=None if event_name else event_dict.get("event"),  # an event is its name and attributes
                 attributes=attributes,
+                event_name=str(event_name) if event_name else None,
             )
         finally:
             self._busy.active = False

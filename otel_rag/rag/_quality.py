@@ -1,7 +1,8 @@
 """Answer quality: scores recorded the OTel GenAI way, and a built-in groundedness check.
 
 `record_quality()` turns each score into a `gen_ai.evaluation.result` event on the evaluated span (when it is still
-open) and always into a log line on the evaluated trace (so the store has it even when the span has ended), and
+open) and always into an OTel event (a log record named `gen_ai.evaluation.result`, with the evaluation's
+attributes) on the evaluated trace (so the store has it even when the span has ended), and
 feeds the metrics `rag.quality.score` (by evaluation name), `rag.answers` and `rag.hallucinations`, from which
 Prometheus computes a hallucination rate and a quality trend.
 
@@ -19,9 +20,10 @@ from dataclasses import dataclass
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace import INVALID_SPAN_ID, NonRecordingSpan, SpanContext, TraceFlags
 
 from otel_rag._telemetry import metrics
+from otel_rag._telemetry.logs import EVENT_NAME
 
 __all__ = ["Groundedness", "groundedness", "record_quality"]
 
@@ -87,19 +89,22 @@ def record_quality(
     trace_id: str | None = None,
     span_id: str | None = None,
     hallucinated: bool | None = None,
+    explanation: str | None = None,
     **scores: float | None,
 ) -> None:
     """Record quality scores (0..1) of one answer, e.g. faithfulness=0.9, answer_relevancy=0.8, groundedness=0.75.
 
-    Without ids, the current span is the evaluated one. With `trace_id` (and optionally `span_id`, 16 hex) the
-    scores land on that trace, even after its spans have ended (a feedback endpoint, an offline judge).
+    Without ids, the current span is the evaluated one. With `trace_id` and `span_id` (32 and 16 hex: the evaluated
+    span, e.g. the answer's) the scores land on that span's trace, even after it has ended (a feedback endpoint, an
+    offline judge); with `trace_id` alone, on the trace without a span. `explanation` (why the judge decided so)
+    becomes `gen_ai.evaluation.explanation`.
     """
     current = trace.get_current_span()
     current_context = current.get_span_context()
     if trace_id is not None:
         target = SpanContext(
             trace_id=int(trace_id, 16),
-            span_id=int(span_id, 16) if span_id else current_context.span_id or 1,
+            span_id=int(span_id, 16) if span_id else INVALID_SPAN_ID,  # never a span that is not in that trace
             is_remote=True,
             trace_flags=TraceFlags(TraceFlags.SAMPLED),
         )
@@ -119,11 +124,13 @@ def record_quality(
                 "gen_ai.evaluation.score.value": value,
                 "gen_ai.evaluation.score.label": _label(name, value, hallucinated),
             }
+            if explanation:
+                attributes["gen_ai.evaluation.explanation"] = explanation
             if name != "hallucination":
                 metrics.rag_quality_score.record(value, {"gen_ai.evaluation.name": name})
             if on_current:
                 current.add_event("gen_ai.evaluation.result", attributes)
-            _log.info("gen_ai.evaluation.result", extra=attributes)
+            _log.info("gen_ai.evaluation.result", extra={**attributes, EVENT_NAME: "gen_ai.evaluation.result"})
     finally:
         if token is not None:
             otel_context.detach(token)
