@@ -228,3 +228,15 @@ def test_the_access_line_splits_client_and_target_into_the_conventions_fields(
     assert fields.items() >= expected.items()
     assert "client.port" in fields or "client.port" not in expected
     assert fields["network.protocol.version"] == args[3] and fields["http.response.status_code"] == args[4]
+
+
+def test_active_requests_return_to_zero_whatever_the_outcome_and_sizes_are_measured(sdk: CapturedTelemetry) -> None:
+    app = _app()
+    before = sdk.metric_total("http.server.active_requests")
+    sizes = sdk.metric_total("http.server.response.body.size")
+    for path in ("/items/1", "/boom", "/missing", "/items/x"):  # 200, an exception (500), 404, 422
+        _get(app, path)
+    assert sdk.metric_total("http.server.active_requests") == before
+    assert sdk.metric_total("http.server.response.body.size") - sizes == 4  # every response had a Content-Length
+    points = sdk.metric_points("http.server.active_requests")
+    assert {frozenset(point.attributes) for point in points} == {frozenset({"http.request.method", "url.scheme"})}

@@ -166,8 +166,6 @@ class TracingMiddleware:
         attributes, user_id, request_size = self._request_attributes(scope, headers)
         method, scheme = attributes["http.request.method"], attributes["url.scheme"]
         capture = self._capture
-        active_attributes = {"http.request.method": method, "url.scheme": scheme}
-        metrics.http_server_active_requests.add(1, active_attributes)
         user_token = begin_request(user_id)  # before the span, so span processors see this request's user
         tracer = self._tracer or self._get_tracer()
         span_name = "HTTP" if method == "_OTHER" else method
@@ -197,6 +195,8 @@ class TracingMiddleware:
                 message["headers"] = response_headers
             await send(message)
 
+        active_attributes = {"http.request.method": method, "url.scheme": scheme}
+        metrics.http_server_active_requests.add(1, active_attributes)  # taken back in `finally`, whatever happens
         error: BaseException | None = None
         try:
             await self.app(scope, receive, send_with_trace_headers)
