@@ -92,7 +92,7 @@ def test_upload_page_to_waterfall_in_chromium(service: AppProcess, tmp_path: Pat
     findings = _run_browser("upload", service, tmp_path)
     names = findings["names"]
     assert isinstance(names, list) and len(names) == 6
-    assert {"rag.parse", "rag.chunk", "rag.embed"} <= set(names)
+    assert {"rag.parse", "rag.chunk", "embeddings text-embedding-3-small"} <= set(names)
     for screenshot in ("upload-page.png", "debug-trace-1280.png", "debug-trace-390.png", "debug-home.png"):
         png = (ARTIFACTS / screenshot).read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 5000, screenshot

@@ -53,7 +53,7 @@ def _request(provider: TracerProvider, user: str = "ana", secret: bool = False) 
             # The helper span is not mirrored: the stage inside it attaches to the nearest mirrored run.
             with (
                 tracer.start_as_current_span("helper"),
-                rag.generate(model="gpt-4o-mini", provider="openai") as generate,
+                rag.generate(model="gpt-4o-mini", provider="openai", temperature=0) as generate,
             ):
                 generate.usage(120, 30)
                 if secret:
@@ -79,20 +79,20 @@ def test_a_trace_becomes_one_nested_run_tree(stub: LangSmithStub) -> None:
     _wait(stub, 3)
     assert any(r.startswith("POST /runs/multipart") for r in stub.requests)
     runs = {run["name"]: run for run in stub.runs.values()}
-    assert set(runs) == {"POST /query", "rag.retrieve", "rag.generate"}  # no helper, no HTTP client span
+    assert set(runs) == {"POST /query", "retrieval", "chat gpt-4o-mini"}  # no helper, no HTTP client span
     root_run = runs["POST /query"]
     root_id = str(run_id(root.get_span_context().span_id))
     assert root_run["id"] == root_id and root_run["trace_id"] == root_id and "parent_run_id" not in root_run
-    for name in ("rag.retrieve", "rag.generate"):
+    for name in ("retrieval", "chat gpt-4o-mini"):
         assert runs[name]["parent_run_id"] == root_id  # the helper span in between is skipped
         assert runs[name]["trace_id"] == root_id
         assert runs[name]["dotted_order"].startswith(root_run["dotted_order"] + ".")
-    assert (runs["rag.retrieve"]["run_type"], runs["rag.generate"]["run_type"], root_run["run_type"]) == (
+    assert (runs["retrieval"]["run_type"], runs["chat gpt-4o-mini"]["run_type"], root_run["run_type"]) == (
         "retriever",
         "llm",
         "chain",
     )
-    generate = runs["rag.generate"]
+    generate = runs["chat gpt-4o-mini"]
     usage = generate["outputs"]["usage_metadata"]
     assert (usage["input_tokens"], usage["output_tokens"], usage["total_tokens"]) == (120, 30, 150)
     assert usage["total_cost"] == pytest.approx((120 * 0.15 + 30 * 0.6) / 1e6)
@@ -100,7 +100,9 @@ def test_a_trace_becomes_one_nested_run_tree(stub: LangSmithStub) -> None:
     assert metadata["ls_provider"] == "openai" and metadata["ls_model_name"] == "gpt-4o-mini"
     assert metadata["otel_trace_id"] == format(root.get_span_context().trace_id, "032x")
     assert metadata["service"] == "rag-api"
-    assert runs["rag.retrieve"]["outputs"]["retrieval.result_count"] == 3
+    assert runs["retrieval"]["outputs"]["retrieval.result_count"] == 3
+    assert runs["retrieval"]["inputs"] == {"data_source": "docs", "top_k": 4}
+    assert generate["extra"]["invocation_params"] == {"temperature": 0.0}
     mirror.shutdown()
 
 
@@ -119,7 +121,7 @@ def test_redacted_values_never_arrive_and_errors_are_marked(stub: LangSmithStub)
     assert mirror.force_flush(10_000)
     _wait(stub, 5)
     assert "sk-live-abcdefghijklmnopqrstuvwxyz" not in str(stub.runs)
-    assert any(run.get("name") == "rag.generate" and "[REDACTED]" in str(run) for run in stub.runs.values())
+    assert any(run.get("name") == "chat gpt-4o-mini" and "[REDACTED]" in str(run) for run in stub.runs.values())
     parse = next(run for run in stub.runs.values() if run["name"] == "rag.parse")
     assert parse["error"] == "unreadable pdf" and parse["run_type"] == "parser"
     mirror.shutdown()

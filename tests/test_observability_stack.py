@@ -128,7 +128,8 @@ def test_a_request_trace_reaches_jaeger_through_the_collector(stack: Stack) -> N
     found = wait_until(lambda: stack.jaeger.trace(trace_id), 30, f"trace {trace_id} in Jaeger")
     assert found["traceID"] == trace_id
     names = {span["operationName"] for span in found["spans"]}
-    assert {"POST /documents", "rag.upload", "rag.parse", "rag.chunk", "rag.embed", "rag.index"} <= names
+    embed = "embeddings text-embedding-3-small"
+    assert {"POST /documents", "rag.upload", "rag.parse", "rag.chunk", embed, "rag.index"} <= names
     services = {process["serviceName"] for process in found["processes"].values()}
     assert services == {"rag-app"}
     root = next(span for span in found["spans"] if span["operationName"] == "POST /documents")
@@ -213,7 +214,7 @@ def test_a_jaeger_outage_loses_no_trace(stack: Stack, tmp_path: Path) -> None:
     def whole(trace_id: str) -> bool:
         """The trace with its generate stage: the queue drains in batches, so a trace may show up in parts."""
         found = stack.jaeger.trace(trace_id)
-        return found is not None and any(span["operationName"] == "rag.generate" for span in found["spans"])
+        return found is not None and any(span["operationName"] == "chat gpt-4o-mini" for span in found["spans"])
 
     for trace_id in during:
-        wait_until(lambda: whole(trace_id), 60, f"trace {trace_id} with rag.generate after Jaeger came back")  # noqa: B023
+        wait_until(lambda: whole(trace_id), 60, f"trace {trace_id} with its chat span after Jaeger came back")  # noqa: B023

@@ -18,7 +18,7 @@ def test_a_stage_is_traced_costed_and_logged(captured_telemetry):
     with rag.generate(model="gpt-4o-mini", provider="openai") as stage:
         stage.usage(1000, 200)
         logging.getLogger("app").warning("answered with api_key=sk-live-123")
-    span = captured_telemetry.span("rag.generate")
+    span = captured_telemetry.span("chat gpt-4o-mini")
     assert span.attributes["gen_ai.usage.output_tokens"] == 200
     assert span.attributes["rag.cost_usd"] > 0
     assert captured_telemetry.metric_total("gen_ai.client.token.usage", **{"gen_ai.token.type": "input"}) >= 1

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import structlog
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
 from otel_rag import groundedness, rag, record_quality, trace_span
 from otel_rag._config.settings import ConfigError, Settings, load_settings
@@ -46,30 +46,56 @@ def test_six_layers_nest_with_stable_names_and_attributes(sdk: CapturedTelemetry
         retrieve.results(4, best_score=0.83)
     with rag.rerank(reranker="bm25", top_k=3) as rerank:
         rerank.results(3, best_score=0.9)
-    with rag.generate(model="gpt-4o-mini-2024-07-18", provider="openai") as generate:
+    with rag.generate(model="gpt-4o-mini-2024-07-18", provider="openai", temperature=0.2, max_tokens=300) as generate:
         generate.usage(input_tokens=1000, output_tokens=200)
+        generate.set(response_model="gpt-4o-mini-2024-07-18", response_id="chatcmpl-1", finish_reasons=["stop"])
     spans = {span.name: span for span in sdk.finished()}
-    assert set(spans) == {f"rag.{s}" for s in ("upload", "parse", "chunk", "embed", "retrieve", "rerank", "generate")}
-    for name in ("rag.parse", "rag.chunk", "rag.embed"):
+    # The GenAI conventions' names: {operation} {model} for model calls, the operation for retrieval.
+    embed_name, generate_name = "embeddings text-embedding-3-small", "chat gpt-4o-mini-2024-07-18"
+    assert set(spans) == {"rag.upload", "rag.parse", "rag.chunk", embed_name, "retrieval", "rag.rerank", generate_name}
+    assert {name: spans[name].kind for name in (embed_name, generate_name, "retrieval", "rag.rerank")} == {
+        embed_name: SpanKind.CLIENT,
+        generate_name: SpanKind.CLIENT,
+        "retrieval": SpanKind.INTERNAL,
+        "rag.rerank": SpanKind.INTERNAL,
+    }
+    assert {span.attributes["rag.stage"] for span in spans.values()} == {
+        "upload",
+        "parse",
+        "chunk",
+        "embed",
+        "retrieve",
+        "rerank",
+        "generate",
+    }
+    for name in ("rag.parse", "rag.chunk", embed_name):
         assert spans[name].parent.span_id == upload.span.get_span_context().span_id  # type: ignore[union-attr]
     assert spans["rag.parse"].attributes["rag.document.pages"] == 3
     assert spans["rag.chunk"].attributes["rag.chunk.count"] == 7
     assert spans["rag.chunk"].attributes["rag.chunk.overlap"] == 50
-    embed_attrs = spans["rag.embed"].attributes
+    embed_attrs = spans[embed_name].attributes
     assert embed_attrs["gen_ai.operation.name"] == "embeddings"
     assert embed_attrs["gen_ai.usage.input_tokens"] == 1500
     assert embed_attrs["rag.cost_usd"] == pytest.approx(1500 * 0.02 / 1e6)
-    assert spans["rag.retrieve"].attributes["rag.retrieval.best_score"] == 0.83
-    generate_attrs = spans["rag.generate"].attributes
+    retrieve_attrs = spans["retrieval"].attributes
+    assert retrieve_attrs["rag.retrieval.best_score"] == 0.83 and retrieve_attrs["gen_ai.operation.name"] == "retrieval"
+    assert (retrieve_attrs["gen_ai.data_source.id"], retrieve_attrs["gen_ai.retrieval.top_k"]) == ("docs", 5)
+    rerank_attrs = spans["rag.rerank"].attributes
+    assert "gen_ai.operation.name" not in rerank_attrs  # not an operation the GenAI conventions define
+    assert (rerank_attrs["rag.rerank.model"], rerank_attrs["rag.rerank.top_k"]) == ("bm25", 3)
+    generate_attrs = spans[generate_name].attributes
     assert generate_attrs["gen_ai.operation.name"] == "chat"
     assert generate_attrs["gen_ai.provider.name"] == "openai"
+    assert (generate_attrs["gen_ai.request.temperature"], generate_attrs["gen_ai.request.max_tokens"]) == (0.2, 300)
+    assert generate_attrs["gen_ai.response.id"] == "chatcmpl-1"
+    assert generate_attrs["gen_ai.response.finish_reasons"] == ("stop",)
     # A dated model name is priced as its family: gpt-4o-mini at 0.15 / 0.60 USD per million tokens.
     assert generate_attrs["rag.cost_usd"] == pytest.approx((1000 * 0.15 + 200 * 0.60) / 1e6)
     events = {record.body: record for record in logged()}
     assert {"upload.done", "parse.done", "chunk.done", "embed.done", "retrieve.done", "generate.done"} <= set(events)
     done = events["generate.done"]
     assert done.attributes["gen_ai.usage.output_tokens"] == 200 and done.attributes["rag.cost_usd"] > 0
-    assert done.span_id == spans["rag.generate"].context.span_id  # logged inside its span
+    assert done.span_id == spans[generate_name].context.span_id  # logged inside its span
 
 
 def test_metrics_per_stage_tokens_cost_and_counts(sdk: CapturedTelemetry) -> None:
@@ -153,7 +179,7 @@ def test_errors_and_decorators(sdk: CapturedTelemetry) -> None:
     with pytest.raises(ValueError, match="unreadable"):
         broken()
     retrieve, parse = sdk.finished()
-    assert retrieve.name == "rag.retrieve" and retrieve.attributes["rag.retrieval.top_k"] == 3
+    assert retrieve.name == "retrieval" and retrieve.attributes["gen_ai.retrieval.top_k"] == 3
     assert parse.status.status_code is StatusCode.ERROR and parse.attributes["error.type"] == "ValueError"
     assert _metric(sdk, "rag.stage.duration", **{"rag.stage": "parse", "error.type": "ValueError"})
 
@@ -238,11 +264,15 @@ def test_genai_instrumentation_spans_inside_a_stage_are_counted_once() -> None:
     finally:
         rag_module._tracer = original
     assert (stage.input_tokens, stage.output_tokens) == (50, 5) and stage.cost is not None
-    spans = {span.name: span for span in memory.get_finished_spans()}
-    assert dict(spans["chat gpt-4o-mini"].attributes or {})["rag.parent_stage"] == "generate"
-    assert "rag.parent_stage" not in dict(spans["rag.generate"].attributes or {})
-    child_row = dict(zip(SPAN_COLUMNS, span_row(spans["chat gpt-4o-mini"], Limits()), strict=True))
-    stage_row = dict(zip(SPAN_COLUMNS, span_row(spans["rag.generate"], Limits()), strict=True))
+    # Both are named `chat gpt-4o-mini` (the conventions' name); the stage is the one with rag.stage.
+    spans = {
+        "stage" if "rag.stage" in (span.attributes or {}) else "child": span for span in memory.get_finished_spans()
+    }
+    assert spans["stage"].name == spans["child"].name == "chat gpt-4o-mini"
+    assert dict(spans["child"].attributes or {})["rag.parent_stage"] == "generate"
+    assert "rag.parent_stage" not in dict(spans["stage"].attributes or {})
+    child_row = dict(zip(SPAN_COLUMNS, span_row(spans["child"], Limits()), strict=True))
+    stage_row = dict(zip(SPAN_COLUMNS, span_row(spans["stage"], Limits()), strict=True))
     counted = ("cost_usd", "input_tokens", "output_tokens")
     assert [child_row[column] for column in counted] == [None, None, None]  # not counted on the child
     assert [stage_row[column] for column in counted[1:]] == [50, 5]
@@ -263,3 +293,12 @@ def test_one_stage_object_used_by_concurrent_tasks_keeps_their_runs_apart(sdk: C
     counts = sorted(span.attributes["rag.retrieval.result_count"] for span in sdk.finished())
     assert counts == [3, 7]
     assert "rag.retrieval.result_count" not in shared.attributes  # the definition itself is unchanged
+
+
+def test_a_model_named_after_the_call_started_renames_the_span(sdk: CapturedTelemetry) -> None:
+    with rag.generate(provider="openai") as generate:
+        generate.set(model="gpt-4o")  # e.g. chosen by a router inside the call
+    with rag.embed() as embed:
+        embed.set(input_count=3)  # no model at all: the operation alone
+    names = [span.name for span in sdk.finished()]
+    assert names == ["chat gpt-4o", "embeddings"]

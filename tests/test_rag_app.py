@@ -75,19 +75,28 @@ def test_upload_query_feedback_across_all_layers(store: Database, otlp: OtlpRece
     upload = queries.debug_trace(reader, pdf.json()["trace_id"])
     names = [(span.name, span.depth) for span in upload.spans]
     assert names[:2] == [("POST /documents", 0), ("rag.upload", 1)]
-    assert {name for name, depth in names if depth == 2} >= {"rag.parse", "rag.chunk", "rag.embed", "rag.index"}
+    embed = "embeddings text-embedding-3-small"
+    assert {name for name, depth in names if depth == 2} >= {"rag.parse", "rag.chunk", embed, "rag.index"}
     by_name = {span.name: span for span in upload.spans}
     assert by_name["rag.parse"].attributes["rag.document.pages"] == 2
-    assert by_name["rag.embed"].input_tokens and by_name["rag.embed"].cost_usd
+    assert by_name[embed].input_tokens and by_name[embed].cost_usd and by_name[embed].kind == "CLIENT"
     assert upload.user_ids == ["ana"]
     stage_events = {line.message for span in upload.spans for line in span.logs}
     assert {"parse.done", "chunk.done", "embed.done", "upload.done"} <= stage_events
 
     query = queries.debug_trace(reader, body["trace_id"])
     query_spans = {span.name: span for span in query.spans}
-    assert {"rag.retrieve", "rag.rerank", "rag.generate"} <= set(query_spans)
-    generate = query_spans["rag.generate"]
-    assert generate.attributes["gen_ai.operation.name"] == "chat"
+    assert {"retrieval", "rag.rerank", "chat gpt-4o-mini"} <= set(query_spans)
+    generate = query_spans["chat gpt-4o-mini"]
+    assert query_spans["retrieval"].attributes["gen_ai.data_source.id"] == "memory-bm25"
+    assert generate.attributes["gen_ai.operation.name"] == "chat" and generate.kind == "CLIENT"
+    assert generate.attributes["gen_ai.response.id"].startswith("chatcmpl-")
+    assert generate.attributes["gen_ai.response.finish_reasons"] == ["stop"]
+    assert generate.attributes["gen_ai.response.model"] == "gpt-4o-mini"
+    assert (generate.attributes["server.address"], generate.attributes["gen_ai.request.temperature"]) == (
+        "127.0.0.1",
+        0,
+    )
     assert generate.input_tokens == body["usage"]["input_tokens"]
     assert generate.cost_usd == pytest.approx(body["cost_usd"])
     evaluations = [e for e in generate.events if e["name"] == "gen_ai.evaluation.result"]
@@ -104,7 +113,7 @@ def test_upload_query_feedback_across_all_layers(store: Database, otlp: OtlpRece
     assert feedback.message == "gen_ai.evaluation.result"
     failed_trace = queries.debug_trace(reader, failed.headers["x-trace-id"])
     failing = [span.name for span in failed_trace.spans if span.status == "ERROR"]
-    assert failing[0] == "POST /query" and "rag.embed" in failing  # the LLM endpoint failed the first call
+    assert failing[0] == "POST /query" and embed in failing  # the LLM endpoint failed the first call
     assert [e.trace_id for e in queries.find_errors(reader, "ana", since="-10m")].count(
         failed.headers["x-trace-id"]
     ) >= 1

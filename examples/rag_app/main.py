@@ -52,6 +52,12 @@ def client() -> AsyncOpenAI:
     return _client
 
 
+def _server() -> dict[str, Any]:
+    """The model server's address, as the GenAI conventions record it on each call."""
+    url = client().base_url
+    return {"server_address": url.host, "server_port": url.port or (443 if url.scheme == "https" else 80)}
+
+
 @dataclass
 class Chunk:
     document_id: str
@@ -116,9 +122,10 @@ def _chunk(text: str) -> list[str]:
 
 
 async def _embed(texts: list[str]) -> list[list[float]]:
-    with rag.embed(model=EMBEDDING_MODEL, provider=PROVIDER, input_count=len(texts)) as stage:
+    with rag.embed(model=EMBEDDING_MODEL, provider=PROVIDER, input_count=len(texts), **_server()) as stage:
         response = await client().embeddings.create(model=EMBEDDING_MODEL, input=texts)
         stage.usage(input_tokens=response.usage.prompt_tokens)
+        stage.set(response_model=response.model, dimensions=len(response.data[0].embedding) if response.data else None)
         return [item.embedding for item in response.data]
 
 
@@ -168,10 +175,15 @@ async def query(body: Query) -> dict[str, Any]:
         stage.results(len(reranked), best_score=_cosine(reranked[0][0].vector, question_vector))
     context = "\n\n".join(chunk.text for chunk, _ in reranked)
     prompt = f"Answer only from the context.\n\nContext:\n{context}\n\nQuestion: {body.question}"
-    with rag.generate(model=CHAT_MODEL, provider=PROVIDER) as stage:
+    with rag.generate(model=CHAT_MODEL, provider=PROVIDER, temperature=0, **_server()) as stage:
         stage.content("prompt", prompt)
         completion = await client().chat.completions.create(
             model=CHAT_MODEL, messages=[{"role": "user", "content": prompt}], temperature=0
+        )
+        stage.set(
+            response_model=completion.model,
+            response_id=completion.id,
+            finish_reasons=[choice.finish_reason for choice in completion.choices],
         )
         answer = completion.choices[0].message.content or ""
         usage = completion.usage

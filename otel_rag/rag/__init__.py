@@ -9,8 +9,10 @@
         stage.usage(reply.usage.prompt_tokens, reply.usage.completion_tokens)
 
 Stages: upload, parse, chunk, embed, retrieve, rerank, generate. Each is a context manager and a decorator (sync or
-async) that opens a span named `rag.<stage>` carrying `rag.stage`, the OTel GenAI attributes where they exist
-(`gen_ai.operation.name`, `gen_ai.request.model`, `gen_ai.provider.name`, `gen_ai.usage.*`) and `rag.*` for the rest.
+async) that opens a span carrying `rag.stage`, the OTel GenAI attributes where they exist (`gen_ai.operation.name`,
+`gen_ai.request.*`, `gen_ai.response.*`, `gen_ai.provider.name`, `gen_ai.usage.*`, `gen_ai.data_source.id`) and
+`rag.*` for the rest. The GenAI stages are named and kinded as the GenAI conventions say: `chat {model}` and
+`embeddings {model}` (CLIENT: a call to a model service) and `retrieval` (INTERNAL); the others `rag.<stage>`.
 At the end it records `rag.stage.duration`, the GenAI token and duration histograms, document/chunk/retrieval
 counts, and the cost (`rag.cost_usd` on the span, from pricing.py: absent, not zero, for an unknown model), and
 logs one `<stage>.done` event inside the span with the same figures. Text (prompts, completions, chunks) is recorded
@@ -30,7 +32,7 @@ import orjson
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.trace import Span
+from opentelemetry.trace import Span, SpanKind
 
 from otel_rag._config.settings import Settings, active_settings
 from otel_rag._telemetry import metrics
@@ -73,18 +75,45 @@ _ATTRIBUTE_NAMES = {
     "chunk_count": "rag.chunk.count",
     "chunk_size": "rag.chunk.size",
     "chunk_overlap": "rag.chunk.overlap",
-    "top_k": "rag.retrieval.top_k",
+    "top_k": "gen_ai.retrieval.top_k",
     "result_count": "rag.retrieval.result_count",
     "best_score": "rag.retrieval.best_score",
     "reranker": "rag.rerank.model",
-    "index": "rag.index.name",
+    "index": "gen_ai.data_source.id",
     "model": "gen_ai.request.model",
     "provider": "gen_ai.provider.name",
-    "response_model": "gen_ai.response.model",
     "dimensions": "gen_ai.embeddings.dimension.count",
     "input_count": "rag.embed.input_count",
+    # the request's parameters and the response, as the GenAI conventions name them
+    "temperature": "gen_ai.request.temperature",
+    "max_tokens": "gen_ai.request.max_tokens",
+    "top_p": "gen_ai.request.top_p",
+    "seed": "gen_ai.request.seed",
+    "stop_sequences": "gen_ai.request.stop_sequences",
+    "frequency_penalty": "gen_ai.request.frequency_penalty",
+    "presence_penalty": "gen_ai.request.presence_penalty",
+    "response_model": "gen_ai.response.model",
+    "response_id": "gen_ai.response.id",
+    "finish_reasons": "gen_ai.response.finish_reasons",
+    "server_address": "server.address",
+    "server_port": "server.port",
 }
-_OPERATIONS = {"embed": "embeddings", "generate": "chat", "retrieve": "retrieval", "rerank": "rerank"}
+# Where a keyword means something else in one stage: a reranker's top_k is not a retrieval's.
+_STAGE_ATTRIBUTE_NAMES = {("rerank", "top_k"): "rag.rerank.top_k"}
+# The GenAI operations (gen_ai.operation.name); reranking is not one the conventions define, so it has none.
+_OPERATIONS = {"embed": "embeddings", "generate": "chat", "retrieve": "retrieval"}
+# Span name: the operation, then the attribute the conventions add to it when known.
+_NAMED_BY = {"embed": "gen_ai.request.model", "generate": "gen_ai.request.model"}
+_CLIENT_STAGES = frozenset({"embed", "generate"})  # calls to a model service
+# Attributes of the GenAI metrics, when the stage knows them (the conventions' recommended set).
+_GENAI_METRIC_KEYS = (
+    "gen_ai.operation.name",
+    "gen_ai.request.model",
+    "gen_ai.provider.name",
+    "gen_ai.response.model",
+    "server.address",
+    "server.port",
+)
 
 
 PARENT_STAGE = "rag.parent_stage"
@@ -123,7 +152,6 @@ class Stage:
 
     def __init__(self, stage: str, **attributes: Any) -> None:
         self.stage = stage
-        self.name = f"rag.{stage}"
         self.attributes: dict[str, Any] = {"rag.stage": stage}
         if stage in _OPERATIONS:
             self.attributes["gen_ai.operation.name"] = _OPERATIONS[stage]
@@ -135,9 +163,19 @@ class Stage:
         self._started = 0.0
         self._manager: Any = None
 
+    @property
+    def name(self) -> str:
+        """The span name: `{operation} {model}` for the model calls, the operation for retrieval, else rag.<stage>."""
+        operation = _OPERATIONS.get(self.stage)
+        if operation is None:
+            return f"rag.{self.stage}"
+        detail = self.attributes.get(_NAMED_BY.get(self.stage, ""))
+        return f"{operation} {detail}" if detail else operation
+
     def _merge(self, attributes: dict[str, Any]) -> dict[str, Any]:
         named = {
-            _ATTRIBUTE_NAMES.get(key, key if "." in key else f"rag.{key}"): attribute_value(value)
+            _STAGE_ATTRIBUTE_NAMES.get((self.stage, key))
+            or _ATTRIBUTE_NAMES.get(key, key if "." in key else f"rag.{key}"): attribute_value(value)
             for key, value in attributes.items()
             if value is not None
         }
@@ -154,9 +192,12 @@ class Stage:
     def set(self, **attributes: Any) -> Stage:
         """Add attributes (same names as the helpers' keyword arguments), e.g. `stage.set(pages=12)`."""
         run = self._run()
+        name = run.name
         named = run._merge(attributes)
         if run.span is not None:
             run.span.set_attributes(named)
+            if run.name != name:  # the model was named after the call started
+                run.span.update_name(run.name)
         return run
 
     def usage(self, input_tokens: int | None = None, output_tokens: int | None = None) -> Stage:
@@ -202,7 +243,11 @@ class Stage:
         run = Stage(self.stage)
         run.attributes = dict(self.attributes)
         run._manager = _tracer.start_as_current_span(
-            run.name, attributes=run.attributes, record_exception=False, set_status_on_exception=False
+            run.name,
+            kind=SpanKind.CLIENT if self.stage in _CLIENT_STAGES else SpanKind.INTERNAL,
+            attributes=run.attributes,
+            record_exception=False,
+            set_status_on_exception=False,
         )
         run.span = run._manager.__enter__()
         _open_stages[run.span.get_span_context().span_id] = run
@@ -228,11 +273,7 @@ class Stage:
         if error_type:
             common["error.type"] = error_type
         metrics.rag_stage_duration.record(seconds, common)
-        genai: dict[str, Any] = {
-            key: self.attributes[key]
-            for key in ("gen_ai.operation.name", "gen_ai.request.model", "gen_ai.provider.name")
-            if key in self.attributes
-        }
+        genai: dict[str, Any] = {key: self.attributes[key] for key in _GENAI_METRIC_KEYS if key in self.attributes}
         if self.stage in ("embed", "generate"):
             metrics.gen_ai_operation_duration.record(
                 seconds, genai | ({"error.type": error_type} if error_type else {})
@@ -319,7 +360,7 @@ def embed(**attributes: Any) -> Stage:
 
 
 def retrieve(**attributes: Any) -> Stage:
-    """Search: index, top_k, then `.results(count, best_score)`."""
+    """Search: index (gen_ai.data_source.id), top_k (gen_ai.retrieval.top_k), then `.results(count, best_score)`."""
     return Stage("retrieve", **attributes)
 
 
@@ -329,5 +370,7 @@ def rerank(**attributes: Any) -> Stage:
 
 
 def generate(**attributes: Any) -> Stage:
-    """The LLM call: model, provider, then `.usage(input_tokens, output_tokens)` and `.content(...)`."""
+    """The LLM call: model, provider and the request's parameters (temperature, max_tokens, top_p, seed, ...,
+    server_address, server_port), then `.usage(input_tokens, output_tokens)`, `.content(...)` and the response
+    (`.set(response_model=..., response_id=..., finish_reasons=[...])`)."""
     return Stage("generate", **attributes)

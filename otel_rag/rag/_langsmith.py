@@ -58,6 +58,8 @@ _RUN_TYPES = {
     "text_completion": "llm",
     "embeddings": "embedding",
 }
+# GenAI attributes that are a run's inputs in LangSmith's terms (what the retrieval was asked).
+_RUN_INPUTS = {"gen_ai.data_source.id": "data_source", "gen_ai.retrieval.top_k": "top_k"}
 _MAX_QUEUED_TRACES = 1000
 _MAX_OPEN_TRACES = 10_000  # traces whose root has not ended yet
 _MAX_TRACE_AGE_S = 600.0  # a trace still open after this long is given up (its root will never end here)
@@ -235,10 +237,15 @@ class LangSmithMirror(SpanProcessor):
         stage = attributes.get("rag.stage") or attributes.get("gen_ai.operation.name")
         inputs: dict[str, Any] = {}
         outputs: dict[str, Any] = {}
+        invocation_params: dict[str, Any] = {}  # the model call's parameters, where LangSmith shows them
         for key, value in attributes.items():
             if key in ("gen_ai.input.messages", "gen_ai.output.messages"):
                 if self.capture_content:
                     (inputs if key.startswith("gen_ai.input") else outputs)["messages"] = value
+            elif key in _RUN_INPUTS:
+                inputs[_RUN_INPUTS[key]] = value
+            elif key.startswith("gen_ai.request.") and key != "gen_ai.request.model":
+                invocation_params[key.removeprefix("gen_ai.request.")] = value
             elif key.startswith("rag.") and key not in ("rag.stage", "rag.cost_usd"):
                 (outputs if "count" in key or "score" in key else inputs)[key.removeprefix("rag.")] = value
         input_tokens = attributes.get("gen_ai.usage.input_tokens")
@@ -267,7 +274,10 @@ class LangSmithMirror(SpanProcessor):
             "end_time": _iso(span.end_time or span.start_time or 0),
             "inputs": inputs,
             "outputs": outputs,
-            "extra": {"metadata": {k: v for k, v in metadata.items() if v is not None}},
+            "extra": {
+                "metadata": {k: v for k, v in metadata.items() if v is not None},
+                **({"invocation_params": invocation_params} if invocation_params else {}),
+            },
             "session_name": self.project,
         }
         if parent is not None:
