@@ -88,7 +88,7 @@ def _postgres() -> tuple[str, LocalPostgres | None]:
 _DEMO_METRICS = (
     "rag_documents_total",
     "rag_answers_total",
-    "rag_cost_USD_total",
+    "rag_cost_total",
     "http_server_request_duration_seconds_count",
 )
 

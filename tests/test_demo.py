@@ -26,7 +26,7 @@ def test_demo_runs_end_to_end() -> None:
     metrics = out.split("== metrics ", 1)[1].split("== otel-rag cost ", 1)[0]
     samples = {line.split("{")[0].split(" ")[0]: line.rsplit(" ", 1)[1] for line in metrics.splitlines() if "{" in line}
     assert float(samples["rag_documents_total"]) == 1 and float(samples["rag_answers_total"]) == 1
-    assert float(samples["rag_cost_USD_total"]) > 0 and "http_server_request_duration_seconds_count" in samples
+    assert float(samples["rag_cost_total"]) > 0 and "http_server_request_duration_seconds_count" in samples
     cost = out.split("== otel-rag cost ", 1)[1].split("== otel-rag trace ", 1)[0]
     assert "generate" in cost and "gpt-4o-mini" in cost and "total" in cost
     waterfall = out.split("== otel-rag trace ", 1)[1]

@@ -180,7 +180,7 @@ def test_langsmith_url_is_known_at_once(stub: LangSmithStub) -> None:
         while mirror.url_for(1) is None and time.monotonic() < deadline:  # the sender thread resolves the link
             time.sleep(0.02)
         root = _request(provider)
-        url = root.attributes["langsmith.url"]
+        url = root.attributes["rag.langsmith.url"]
         root_run = run_id(root.get_span_context().span_id)
         host = mirror.client._host_url  # the SDK's web host for this API URL
         assert url == f"{host}/o/{TENANT_ID}/projects/p/{PROJECT_ID}/r/{root_run}?trace_id={root_run}"
@@ -465,8 +465,8 @@ def test_only_a_trace_with_rag_spans_gets_a_langsmith_link_on_its_root(stub: Lan
         plain_attributes, answered_attributes = (
             cast(ReadableSpan, span).attributes or {} for span in (plain, answered)
         )
-        assert "langsmith.url" not in plain_attributes  # nothing mirrored: a link would lead nowhere
-        assert answered_attributes["langsmith.url"] == mirror.url_for(answered.get_span_context().span_id)
+        assert "rag.langsmith.url" not in plain_attributes  # nothing mirrored: a link would lead nowhere
+        assert answered_attributes["rag.langsmith.url"] == mirror.url_for(answered.get_span_context().span_id)
     finally:
         rag_module._tracer = original
         mirror.shutdown()

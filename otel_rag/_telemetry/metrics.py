@@ -115,7 +115,9 @@ gen_ai_operation_duration = _meter.create_histogram(
     description="Duration of GenAI calls (chat, embeddings).",
     explicit_bucket_boundaries_advisory=_OPERATION_BUCKETS,
 )
-rag_cost = _meter.create_counter("rag.cost", unit="USD", description="Cost of GenAI calls, by model and stage.")
+rag_cost = _meter.create_counter(
+    "rag.cost", unit="{USD}", description="Cost of GenAI calls in US dollars, by model and stage."
+)
 rag_documents = _meter.create_counter("rag.documents", unit="{document}", description="Documents ingested.")
 rag_chunks = _meter.create_counter("rag.chunks", unit="{chunk}", description="Chunks created.")
 rag_retrieval_results = _meter.create_histogram(

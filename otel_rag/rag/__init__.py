@@ -297,7 +297,7 @@ class Stage:
             for key, value in self.attributes.items()
             if key.startswith(("rag.", "gen_ai.")) and not key.endswith((".sha256", ".messages"))
         }
-        summary["duration_ms"] = round(seconds * 1000, 3)
+        summary["rag.duration_ms"] = round(seconds * 1000, 3)
         _log.log(logging.ERROR if error_type else logging.INFO, f"{self.stage}.done", extra=summary)
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:

@@ -167,14 +167,14 @@ class LangSmithMirror(SpanProcessor):
         return _Trace()
 
     def _link_root(self, trace_id: int) -> None:
-        """Put `langsmith.url` on the request's root span while it is still open (when the link is known)."""
+        """Put `rag.langsmith.url` on the request's root span while it is still open (when the link is known)."""
         box = request_user_box.get()
         root = box.root_span if box is not None else None
         if root is None or not root.is_recording() or root.get_span_context().trace_id != trace_id:
             return
         url = self.url_for(root.get_span_context().span_id)
         if url:
-            root.set_attribute("langsmith.url", url)
+            root.set_attribute("rag.langsmith.url", url)
 
     def url_for(self, root_span_id: int) -> str | None:
         """The run URL of a root span, once the sender thread has resolved the project link; never does I/O."""

@@ -182,7 +182,7 @@ def get_trace(request: Request, trace_id: str) -> JSONResponse:
         truncated = len(report.spans) > MAX_SPANS
         report.spans = report.spans[:MAX_SPANS]
         payload = report.to_dict()
-        langsmith = next((s.attributes.get("langsmith.url") for s in report.spans if s.depth == 0), None)
+        langsmith = next((s.attributes.get("rag.langsmith.url") for s in report.spans if s.depth == 0), None)
         viewer = config.trace_viewer_url.replace("{trace_id}", report.trace_id) if config.trace_viewer_url else None
         payload["links"] = {"trace_viewer": viewer, "langsmith": langsmith if isinstance(langsmith, str) else None}
         payload["truncated"] = truncated

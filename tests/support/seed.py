@@ -36,7 +36,7 @@ class Seeded:
         logger_provider.add_log_record_processor(PostgresLogProcessor(PostgresLogExporter(writer)))
         tracer = tracer_provider.get_tracer("seed")
         logger = logger_provider.get_logger("rag")
-        root_attributes = {"enduser.id": "bob", "langsmith.url": LANGSMITH_URL}
+        root_attributes = {"enduser.id": "bob", "rag.langsmith.url": LANGSMITH_URL}
         with tracer.start_as_current_span("POST /documents", attributes=root_attributes) as root:
             logger.emit(body="upload.received", attributes={"enduser.id": "bob", "bytes": 2048})
             for stage, sleep in (("parse", 0.004), ("chunk", 0.001), ("embed", 0.012)):
