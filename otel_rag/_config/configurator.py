@@ -207,7 +207,6 @@ def _build(settings: Settings, sdk_kwargs: dict[str, Any]) -> None:
         PostgresSpanExporter,
         PostgresSpanProcessor,
     )
-    from otel_rag._telemetry.identity import DISTRO_NAME, VERSION
     from otel_rag._telemetry.log_correlation import install_record_trace_fields
     from otel_rag._telemetry.metrics import start_health_counters
     from otel_rag._telemetry.otlp import FastOTLPSpanExporter
@@ -243,11 +242,7 @@ def _build(settings: Settings, sdk_kwargs: dict[str, Any]) -> None:
     sink_args = {"settings": settings, "redactor": redactor}
     exporter_args_map: dict[Any, Any] = {PostgresSpanExporter: sink_args, PostgresLogExporter: sink_args}
     exporter_args_map.update(sdk_kwargs.pop("exporter_args_map", None) or {})
-    resource_attributes = {
-        **(sdk_kwargs.pop("resource_attributes", None) or {}),
-        "telemetry.distro.name": DISTRO_NAME,
-        "telemetry.distro.version": VERSION,
-    }
+    resource_attributes = _resource_attributes(sdk_kwargs)
     # The SDK reads the exporters from the environment; this process's choice must not leak into the
     # workers it starts (they decide for themselves), so the variable is put back afterwards.
     with _environment(METRICS_EXPORTER.env, ",".join(metric_exporters)):
@@ -275,6 +270,19 @@ def _build(settings: Settings, sdk_kwargs: dict[str, Any]) -> None:
         _logger.warning(warning)
     propagate_context_to_threads(settings.thread_context)
     _flush_on_sigterm(settings.shutdown_timeout_ms / 1000)
+
+
+def _resource_attributes(sdk_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The caller's resource attributes with ours: telemetry.distro.* replaces the launcher's telemetry.auto.version
+    (which the conventions deprecate for it)."""
+    from otel_rag._telemetry.identity import DISTRO_NAME, VERSION
+
+    sdk_kwargs.pop("auto_instrumentation_version", None)
+    return {
+        **(sdk_kwargs.pop("resource_attributes", None) or {}),
+        "telemetry.distro.name": DISTRO_NAME,
+        "telemetry.distro.version": VERSION,
+    }
 
 
 def shutdown_telemetry(timeout: float) -> bool:

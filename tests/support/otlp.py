@@ -115,6 +115,7 @@ class OtlpReceiver:
                     self.metrics.append(
                         {
                             "name": metric.name,
+                            "unit": metric.unit,
                             "kind": kind,
                             "resource": resource,
                             "points": [
@@ -137,6 +138,7 @@ class OtlpReceiver:
                     self.logs.append(
                         {
                             "body": _value(record.body),
+                            "event_name": record.event_name,
                             "severity_text": record.severity_text,
                             "trace_id": record.trace_id.hex() or None,
                             "span_id": record.span_id.hex() or None,
