@@ -20,11 +20,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from importlib.metadata import entry_points
 from typing import Any
 
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
-from opentelemetry.util._importlib_metadata import entry_points
 
 from otel_rag._config.settings import (
     LOGS_EXPORTER,

@@ -9,10 +9,10 @@ failure stops the process with one line naming the variable (exit status 2); see
 from __future__ import annotations
 
 import logging
+from importlib.metadata import EntryPoint
 from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
-from opentelemetry.util._importlib_metadata import EntryPoint
 
 from otel_rag._config.startup import exit_on_failure
 

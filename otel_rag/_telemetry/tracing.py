@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ParamSpec, TypeVar, cast
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.context import _SUPPRESS_HTTP_INSTRUMENTATION_KEY, _SUPPRESS_INSTRUMENTATION_KEY, Context
+from opentelemetry.context import Context
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation, suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -265,8 +265,6 @@ def peek_in_context(owner: object) -> Any:
 
 # -- our own threads ------------------------------------------------------------------------------------------
 
-_SUPPRESS_KEYS = (_SUPPRESS_INSTRUMENTATION_KEY, _SUPPRESS_HTTP_INSTRUMENTATION_KEY, "suppress_instrumentation")
-
 
 def without_instrumentation(target: Callable[..., R]) -> Callable[..., R]:
     """Wrap a thread's target so that everything it does runs with instrumentation suppressed: the calls our
@@ -274,14 +272,8 @@ def without_instrumentation(target: Callable[..., R]) -> Callable[..., R]:
 
     @functools.wraps(target)
     def run(*args: Any, **kwargs: Any) -> R:
-        context = otel_context.get_current()
-        for key in _SUPPRESS_KEYS:
-            context = otel_context.set_value(key, True, context)
-        token = otel_context.attach(context)
-        try:
+        with suppress_instrumentation(), suppress_http_instrumentation():
             return target(*args, **kwargs)
-        finally:
-            otel_context.detach(token)
 
     return run
 
