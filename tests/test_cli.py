@@ -42,6 +42,16 @@ def test_config_prints_effective_values_with_secrets_masked() -> None:
     assert by_name["OTEL_RAG_LOG_FORMAT"]["source"] == "default"
 
 
+def test_config_says_what_the_spec_treats_as_false() -> None:
+    result = otel_rag("config", OTEL_SDK_DISABLED="1")
+    assert result.returncode == 0  # the SDK's meaning: not an error, a warning
+    assert "warning: OTEL_SDK_DISABLED='1' is neither true nor false: treated as false" in result.stderr
+    as_json = json.loads(otel_rag("config", "--json", OTEL_SDK_DISABLED="yes").stdout)
+    assert as_json["warnings"] == [
+        "OTEL_SDK_DISABLED='yes' is neither true nor false: treated as false, as the spec says"
+    ]
+
+
 def test_config_with_a_bad_value_exits_2_and_names_it() -> None:
     result = otel_rag("config", OTEL_RAG_LOG_LEVEL="loud")
     assert result.returncode == 2

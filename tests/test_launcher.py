@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -218,3 +219,11 @@ def test_postgres_exporter_without_a_dsn_stops_the_launcher() -> None:
     result = launch_script(OTEL_LOGS_EXPORTER="postgres")
     assert result.returncode == 2
     assert "OTEL_RAG_POSTGRES_DSN" in result.stderr and "OTEL_LOGS_EXPORTER includes postgres" in result.stderr
+
+
+def test_a_boolean_that_is_not_true_or_false_is_false_and_said_at_start_up() -> None:
+    result = launch_script(OTEL_SDK_DISABLED="1", OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none")
+    assert result.returncode == 0 and "app ran" in result.stdout
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    said = [line for line in lines if line["level"] == "warning" and "OTEL_SDK_DISABLED='1'" in line["event"]]
+    assert len(said) == 1 and "treated as false" in said[0]["event"]

@@ -29,8 +29,9 @@ __all__ = ["main"]
 
 
 def _config(args: argparse.Namespace) -> int:
+    warnings: tuple[str, ...] = ()
     try:
-        load_settings()
+        warnings = load_settings().warnings
         error = None
     except ConfigError as exc:
         error = exc
@@ -50,12 +51,15 @@ def _config(args: argparse.Namespace) -> int:
             }
         )
     if args.json:
-        print(json.dumps({"settings": rows, "error": str(error) if error else None}, indent=2))
+        document = {"settings": rows, "warnings": list(warnings), "error": str(error) if error else None}
+        print(json.dumps(document, indent=2))
     else:
         width = max(len(row["name"]) for row in rows)
         for row in rows:
             value = "(unset)" if row["value"] is None else row["value"] or "(empty)"
             print(f"{row['name']:<{width}}  {value}  [{row['source']}]")
+        for warning in warnings:
+            print(f"\nwarning: {warning}", file=sys.stderr)
         if error:
             print(f"\nerror: {error}", file=sys.stderr)
     return 2 if error else 0
