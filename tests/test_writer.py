@@ -10,6 +10,8 @@ import json
 import logging
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -820,4 +822,65 @@ def test_a_cycle_that_fails_unexpectedly_is_logged_and_the_thread_goes_on(
     assert _count(store) == 1
     (record,) = [record for record in caplog.records if record.name == "otel_rag.store"]
     assert record.getMessage() == "postgres writer cycle failed" and record.exc_info is not None
+    writer.shutdown()
+
+
+# -- shutdown writes to Postgres when it is up, keeps a late record, never holds the process -------------------------
+
+
+def test_shutdown_writes_what_is_queued_into_postgres_when_it_is_up(store: Database) -> None:
+    writer = _idle(PostgresWriter(_options(store, flush_interval=30.0, batch_size=1000)))
+    with writer._condition:  # queued, the thread asleep: only shutdown's flush can write them
+        writer._queue.extend(("log", _log(f"queued {index}")) for index in range(5))
+    writer.shutdown()
+    assert _count(store) == 5 and _spooled(writer) == 0  # into Postgres, not merely onto disk
+
+
+def test_a_record_that_arrives_between_the_last_flush_and_the_close_is_spooled(
+    store: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = PostgresWriter(_options(store))
+    flush = writer.force_flush
+
+    def flush_then_one_more(timeout: float = 10.0) -> bool:
+        flushed = flush(timeout)
+        writer.submit("log", [_log("late")])  # another thread's record, after the flush, before the sink closed
+        return flushed
+
+    monkeypatch.setattr(writer, "force_flush", flush_then_one_more)
+    writer.submit("log", [_log("on time")])
+    writer.shutdown()
+    assert _count(store) + _spooled(writer) == 2  # nothing lost
+
+
+def test_the_writer_thread_never_keeps_the_process_alive(store: Database) -> None:
+    writer = PostgresWriter(_options(store))
+    assert writer._thread.daemon  # an app that never shuts the sink down still exits
+    writer.shutdown()
+    script = (
+        "from pathlib import Path; from otel_rag._store.writer import PostgresWriter, WriterOptions; "
+        f"PostgresWriter(WriterOptions(dsn={store.dsn('rag_writer')!r}, spool_dir=Path({str(scratch_dir('s-'))!r}))); "
+        "print('exiting')"
+    )
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and "exiting" in result.stdout, result.stderr
+    assert time.monotonic() - started < 10
+
+
+def test_a_full_batch_queued_during_a_copy_is_written_right_after_it(store: Database) -> None:
+    writer = _idle(PostgresWriter(_options(store, flush_interval=30.0, batch_size=3)))
+    writer.submit("log", [_log("make the partition")])
+    assert writer.force_flush(10)
+    with psycopg.connect(store.admin_dsn) as blocker:
+        blocker.execute("LOCK TABLE otel_rag.logs IN ACCESS EXCLUSIVE MODE")
+        writer.submit("log", [_log(f"first {index}") for index in range(3)])  # a full batch: the thread COPYs
+        time.sleep(0.3)  # ...and waits inside its COPY
+        writer.submit("log", [_log(f"second {index}") for index in range(3)])  # another full batch meanwhile
+        time.sleep(0.2)
+        blocker.rollback()
+    deadline = time.monotonic() + 5
+    while _count(store) < 7 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _count(store) == 7  # not after the 30 s flush interval
     writer.shutdown()
