@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from otel_rag._store import writer as writer_module
 from otel_rag._store.spool import Spool, read_segment
 from otel_rag._store.writer import PostgresWriter, WriterOptions, shared_writer
+from otel_rag._telemetry import metrics as telemetry_metrics
 from otel_rag._telemetry.redaction import Redactor
 from otel_rag.testing import CapturedTelemetry
 from tests.support.postgres import Database, scratch_dir
@@ -654,7 +655,10 @@ def test_a_copy_that_finishes_within_the_shutdown_timeout_is_not_cancelled(store
     assert _count(store) == 6 and _spooled(writer) == 0
 
 
-def test_a_spool_segment_that_cannot_be_read_is_set_aside_and_the_rest_replays(store: Database) -> None:
+def test_a_spool_segment_that_cannot_be_read_is_set_aside_and_the_rest_replays(
+    store: Database, sdk: CapturedTelemetry
+) -> None:
+    before = sdk.metric_total("otel_rag.sink.dropped", reason="spool_corrupted")
     spool_dir = scratch_dir("spool-")
     dead = Spool(spool_dir, 1 << 20, owner="killed", fsync="never")
     dead.append([("log", log_row("spooled"))])
@@ -664,6 +668,7 @@ def test_a_spool_segment_that_cannot_be_read_is_set_aside_and_the_rest_replays(s
     writer.submit("log", [_log("new")])
     assert writer.force_flush(10)
     assert _count(store) == 2 and writer.stats["dropped"] == 1
+    assert sdk.metric_total("otel_rag.sink.dropped", reason="spool_corrupted") - before == 1  # counted by reason
     assert [path.name for path in spool_dir.rglob("*.unreadable")] == ["00000000000000000001-000001.unreadable"]
     assert not list(spool_dir.rglob("*.seg"))
     writer.shutdown()
@@ -747,11 +752,13 @@ def test_a_spooled_segment_larger_than_a_batch_replays_every_row_once(store: Dat
     spool_dir = scratch_dir("spool-")
     dead = Spool(spool_dir, 1 << 20, owner="killed", fsync="never")
     dead.append([("log", log_row(f"spooled {index}")) for index in range(7)])
+    dead._close_current()  # a second segment after the first
+    dead.append([("log", log_row(f"later {index}")) for index in range(2)])
     leave_as_killed(dead)
     writer = PostgresWriter(_options(store, spool_dir=spool_dir, batch_size=2))
     assert writer.force_flush(10)
-    assert _count(store) == 7 and writer.stats["replayed"] == 7
-    assert writer.stats["deduplicated_batches"] == 0  # four batches of two, one of one: none sent twice
+    assert _count(store) == 9 and writer.stats["replayed"] == 9  # counted across segments
+    assert writer.stats["deduplicated_batches"] == 0  # batches of two (and the odd ones): none sent twice
     assert not list(spool_dir.rglob("*.seg"))
     writer.shutdown()
 
@@ -784,7 +791,7 @@ def test_during_an_outage_records_wait_in_memory_until_a_flush_asks_for_durabili
         time.sleep(0.01)
     assert writer._backoff < 1.0 and writer.stats["retried"] == 2  # a short outage, retried twice so far
     assert writer.stats["spooled"] == 1 and len(writer._queue) == 5  # the later ones cost no disk write
-    assert writer.force_flush(5)  # a flush means durable: within the short backoff, not after it
+    assert writer.force_flush(1.0)  # a flush means durable: at once, not after the backoffs to come
     assert writer.stats["spooled"] == 6 and _spooled(writer) == 6 and not writer._queue
     writer._backoff = 0.0
     writer.shutdown()
@@ -884,3 +891,34 @@ def test_a_full_batch_queued_during_a_copy_is_written_right_after_it(store: Data
         time.sleep(0.05)
     assert _count(store) == 7  # not after the 30 s flush interval
     writer.shutdown()
+
+
+def test_an_idle_writer_stores_a_few_records_within_the_flush_interval(store: Database) -> None:
+    writer = _idle(PostgresWriter(_options(store, flush_interval=0.05)))  # asleep with nothing to do
+    writer.submit("log", [_log(f"r{index}") for index in range(3)])  # far below a batch, no flush asked
+    deadline = time.monotonic() + 2
+    while _count(store) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _count(store) == 3
+    writer.shutdown()
+
+
+def test_the_sink_gauges_are_registered_once_per_process_and_read_every_writer(
+    store: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registered: list[tuple[Any, Any]] = []
+    monkeypatch.setattr(writer_module, "_gauges_registered", False)
+    monkeypatch.setattr(telemetry_metrics, "register_sink_gauges", lambda *callbacks: registered.append(callbacks))
+    first = _idle(PostgresWriter(_options(store, dsn=_dead(store), connect_timeout=1)))
+    second = _idle(PostgresWriter(_options(store, dsn=_dead(store), connect_timeout=1)))
+    assert registered == [(writer_module.queued_records, writer_module.spooled_bytes)]  # with the first writer only
+    with first._condition, second._condition:
+        first._queue.extend(("log", _log("a")) for _ in range(2))
+        second._queue.append(("log", _log("b")))
+        queued = writer_module.queued_records()
+    assert queued >= 3  # every writer of the process (other tests' writers may still hold some)
+    second.spool().append([("log", log_row("spooled"))])
+    assert writer_module.spooled_bytes() >= second.spool().size > 0
+    for writer in (first, second):
+        writer._backoff = 0.0
+        writer.shutdown()
