@@ -92,21 +92,27 @@ def test_a_forked_worker_writes_with_its_own_thread_and_connection(store: Databa
     writer.submit("log", [_log("parent before fork")])
     assert writer.force_flush(10)
     parent_thread, parent_connection = writer._thread, writer._connection
+    assert parent_connection is not None
+    parent_backend = parent_connection.info.backend_pid
     pid = os.fork()
-    if pid == 0:  # the child: the at-fork hook gave it a fresh queue, thread and connection
+    if pid == 0:  # the child: the at-fork hook gave it a fresh queue, thread, connection and shutdown lock
         code = 1
         try:
             fresh = writer._thread is not parent_thread and writer._connection is None and not writer._queue
             writer.submit("log", [_log("from the child")])
-            code = 0 if fresh and writer.force_flush(10) else 3
-            writer.shutdown()
+            flushed = writer.force_flush(10)
+            writer.shutdown()  # its own shutdown, which must work in the child
+            code = 0 if fresh and flushed else 3
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert writer._thread is parent_thread and writer._connection is parent_connection
     writer.submit("log", [_log("parent after fork")])
-    assert writer.force_flush(10)  # the child never closed the parent's connection
+    assert writer.force_flush(10)
+    # The child never closed the parent's connection: the same server session, no retry.
+    assert writer._connection is parent_connection and parent_connection.info.backend_pid == parent_backend
+    assert writer.stats["retried"] == 0 and not parent_connection.closed
     bodies = store.scalar("SELECT json_agg(body ORDER BY body) FROM otel_rag.logs")
     assert bodies == ["from the child", "parent after fork", "parent before fork"]
     writer.shutdown()
