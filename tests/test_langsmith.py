@@ -386,21 +386,29 @@ def test_failed_and_mirrored_runs_are_counted_and_each_new_failure_is_said_once(
         return sdk.metric_total(f"otel_rag.langsmith.{name}") - before[name]
 
     def said() -> list[str]:
-        prefix = "mirroring 3 runs to LangSmith failed (retrying with backoff): "
+        prefix = (
+            "mirroring 3 runs to LangSmith failed (counted in otel_rag.langsmith.failed; sends pause and resume with "
+            "a growing backoff): "
+        )
         return [r.getMessage().removeprefix(prefix) for r in caplog.records if r.getMessage().startswith(prefix)]
 
     try:
         caplog.set_level(logging.WARNING, logger="otel_rag.langsmith")
         module._active = None
         _request(provider)
-        mirror.force_flush(5_000)
+        deadline = time.monotonic() + 5
+        while not said() and time.monotonic() < deadline:  # the first failure, without a flush
+            time.sleep(0.01)
         assert counted("failed") == 3 and counted("mirrored") == 0
         (text,) = said()
         assert text.startswith(f"Failed to POST {refusing.url}/runs/multipart in LangSmith API.") and "422" in text
         assert "\n" not in text and "  " not in text and len(text) == 300  # one line, cut to 300 characters
-        _request(provider)
-        mirror.force_flush(5_000)  # the same failure again: counted, not said again
-        assert counted("failed") == 6 and len(said()) == 1
+        posts = _posts(refusing)
+        _request(provider)  # right after a failure: the sender pauses (about a second) before it tries again
+        time.sleep(0.4)
+        assert _posts(refusing) == posts
+        mirror.force_flush(5_000)  # a flush cuts the pause short; the same failure again: counted, not said again
+        assert _posts(refusing) > posts and counted("failed") == 6 and len(said()) == 1
         refusing.fail = False
         _request(provider)
         assert mirror.force_flush(5_000)
@@ -422,6 +430,9 @@ def test_an_idle_sender_sleeps_resolves_its_link_on_its_own_and_stops_at_once(mo
     stub = LangSmithStub(unknown_project_for=2)  # the project is found on the third lookup
     provider, mirror = _setup(stub.url)
     try:
+        assert mirror._thread.name == "otel-rag-langsmith" and mirror._thread.daemon  # named; never holds the exit
+        started = time.monotonic()
+        assert mirror.force_flush(5_000) and time.monotonic() - started < 0.5  # nothing queued: nothing to wait for
         deadline = time.monotonic() + 5
         while mirror.url_for(1) is None and time.monotonic() < deadline:  # no trace sent: the link still resolves
             time.sleep(0.02)
@@ -431,9 +442,12 @@ def test_an_idle_sender_sleeps_resolves_its_link_on_its_own_and_stops_at_once(mo
         time.sleep(0.5)
         assert time.process_time() - cpu < 0.1  # idle: the sender waits for work, it does not poll
         _request(provider)  # and it still sends after its idle wake-ups
-        assert mirror.force_flush(10_000)
         _wait(stub, 3)
-        assert len(stub.runs) == 3
+        _request(provider)  # a success is followed by no pause: the next trace goes at once, no flush needed
+        deadline = time.monotonic() + 0.6
+        while len(stub.runs) < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(stub.runs) == 6
         started = time.monotonic()
         mirror.shutdown()
         assert not mirror._thread.is_alive() and time.monotonic() - started < 1.0
@@ -469,4 +483,19 @@ def test_only_a_trace_with_rag_spans_gets_a_langsmith_link_on_its_root(stub: Lan
         assert answered_attributes["rag.langsmith.url"] == mirror.url_for(answered.get_span_context().span_id)
     finally:
         rag_module._tracer = original
+        mirror.shutdown()
+
+
+def test_a_mirror_built_without_options_mirrors_every_trace_to_the_default_project_without_content(
+    stub: LangSmithStub,
+) -> None:
+    mirror = LangSmithMirror(Client(api_url=stub.url, api_key="lsv2_pt_test", auto_batch_tracing=False))
+    try:
+        assert (mirror.project, mirror.sample_ratio, mirror.capture_content) == ("default", 1.0, False)
+        assert all(mirror.sampled(trace_id) for trace_id in (1, 2**63, 2**64 - 1))
+        deadline = time.monotonic() + 5
+        while mirror.url_for(1) is None and time.monotonic() < deadline:  # the link resolved: the sender sleeps
+            time.sleep(0.02)
+        assert mirror.force_flush(1_000)  # with nothing queued or being sent a flush returns at once
+    finally:
         mirror.shutdown()

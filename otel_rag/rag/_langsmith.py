@@ -2,7 +2,7 @@
 
 Design. LangSmith's own OTel path (`langsmith.integrations.otel`) forwards raw OTLP and leaves the shape of the runs
 to the server. We build the runs ourselves and send them through `langsmith.Client` (multipart ingest, batch as the
-fallback), so each trace becomes the tree a LangSmith user expects:
+fallback, which the SDK applies itself), so each trace becomes the tree a LangSmith user expects:
 
 - which spans: the ones carrying `rag.stage` (our stage helpers) or `gen_ai.operation.name` (GenAI instrumentation),
   under the trace's local root (the HTTP server span) as a `chain` run; a trace without RAG spans is not mirrored.
@@ -342,15 +342,11 @@ class LangSmithMirror(SpanProcessor):
 
     def _send(self, runs: list[dict[str, Any]]) -> bool:
         """Hand runs to LangSmith; True when it took them. The SDK reports failures through its error callback
-        (it does not raise for most of them), which fills `ingest_errors`."""
-        from langsmith import utils as ls_utils
-
+        (it does not raise for most of them), which fills `ingest_errors`. Runs LangSmith did not take are not
+        sent again (they are counted); the next send waits out a growing pause."""
         self.ingest_errors.clear()
         try:
-            try:
-                self.client.multipart_ingest(create=runs)
-            except ls_utils.LangSmithNotFoundError:
-                self.client.batch_ingest_runs(create=runs)
+            self.client.multipart_ingest(create=runs)  # the SDK falls back to /runs/batch itself on a 404
             if self.ingest_errors:
                 raise self.ingest_errors[0]
         except Exception as error:  # LangSmith down or refusing: count it, never disturb the application
@@ -358,7 +354,12 @@ class LangSmithMirror(SpanProcessor):
             text = " ".join(str(error).split())[:300]
             if text != self._last_failure:
                 self._last_failure = text
-                _logger.warning("mirroring %d runs to LangSmith failed (retrying with backoff): %s", len(runs), text)
+                _logger.warning(
+                    "mirroring %d runs to LangSmith failed (counted in otel_rag.langsmith.failed; sends pause and "
+                    "resume with a growing backoff): %s",
+                    len(runs),
+                    text,
+                )
             return False
         metrics.langsmith_mirrored.add(len(runs))
         self._last_failure = ""
