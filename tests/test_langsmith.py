@@ -76,7 +76,7 @@ def test_a_trace_becomes_one_nested_run_tree(stub: LangSmithStub) -> None:
     provider, mirror = _setup(stub.url)
     root = _request(provider)
     assert mirror.force_flush(10_000)
-    _wait(stub, 3)
+    assert len(stub.runs) == 3  # a flush returns once the runs are in LangSmith, not while they are on their way
     assert any(r.startswith("POST /runs/multipart") for r in stub.requests)
     runs = {run["name"]: run for run in stub.runs.values()}
     assert set(runs) == {"POST /query", "retrieval", "chat gpt-4o-mini"}  # no helper, no HTTP client span
@@ -407,7 +407,9 @@ def test_failed_and_mirrored_runs_are_counted_and_each_new_failure_is_said_once(
         _request(provider)  # right after a failure: the sender pauses (about a second) before it tries again
         time.sleep(0.4)
         assert _posts(refusing) == posts
+        started = time.monotonic()
         mirror.force_flush(5_000)  # a flush cuts the pause short; the same failure again: counted, not said again
+        assert time.monotonic() - started < 0.3
         assert _posts(refusing) > posts and counted("failed") == 6 and len(said()) == 1
         refusing.fail = False
         _request(provider)
@@ -416,8 +418,17 @@ def test_failed_and_mirrored_runs_are_counted_and_each_new_failure_is_said_once(
         assert counted("mirrored") == 3 and counted("failed") == 6
         refusing.fail = True
         _request(provider)
-        mirror.force_flush(5_000)  # after a recovery the same failure is news again
-        assert len(said()) == 2 and counted("failed") == 9
+        deadline = time.monotonic() + 5
+        while counted("failed") < 9 and time.monotonic() < deadline:  # without a flush: the pause follows
+            time.sleep(0.01)
+        assert len(said()) == 2 and counted("failed") == 9  # after a recovery the same failure is news again
+        posts = _posts(refusing)
+        _request(provider)  # and after this failure too the sender pauses, and a flush cuts the pause short
+        time.sleep(0.4)
+        assert _posts(refusing) == posts
+        started = time.monotonic()
+        mirror.force_flush(5_000)
+        assert time.monotonic() - started < 0.3 and _posts(refusing) > posts
     finally:
         mirror.shutdown()
         refusing.close()
@@ -448,6 +459,7 @@ def test_an_idle_sender_sleeps_resolves_its_link_on_its_own_and_stops_at_once(mo
         while len(stub.runs) < 6 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert len(stub.runs) == 6
+        assert sum(1 for request in stub.requests if request.startswith("GET /sessions")) == 3  # resolved once
         started = time.monotonic()
         mirror.shutdown()
         assert not mirror._thread.is_alive() and time.monotonic() - started < 1.0
@@ -499,3 +511,21 @@ def test_a_mirror_built_without_options_mirrors_every_trace_to_the_default_proje
         assert mirror.force_flush(1_000)  # with nothing queued or being sent a flush returns at once
     finally:
         mirror.shutdown()
+
+
+def test_a_project_that_is_never_found_is_looked_up_at_the_retry_interval_not_in_a_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import otel_rag.rag._langsmith as module
+
+    monkeypatch.setattr(module, "_LINK_RETRY_S", 0.2)
+    stub = LangSmithStub(unknown_project_for=1_000_000)
+    _, mirror = _setup(stub.url)
+    try:
+        time.sleep(0.7)
+        lookups = sum(1 for request in stub.requests if request.startswith("GET /sessions"))
+        assert 2 <= lookups <= 5  # about every 0.2 s
+        assert mirror.url_for(1) is None
+    finally:
+        mirror.shutdown()
+        stub.close()
