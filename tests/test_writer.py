@@ -9,6 +9,7 @@ import itertools
 import json
 import logging
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -790,7 +791,7 @@ def test_a_running_writer_with_its_own_spool_adopts_what_a_killed_process_left(s
 def test_during_an_outage_records_wait_in_memory_until_a_flush_asks_for_durability(
     store: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(writer_module.random, "uniform", lambda low, high: 1.0)  # backoffs 0.25, 0.5, 1, 2 s exactly
+    monkeypatch.setattr(random, "uniform", lambda low, high: 1.0)  # the writer backs off 0.25, 0.5, 1, 2 s exactly
     writer = PostgresWriter(_options(store, dsn=_dead(store), connect_timeout=1))
     writer.submit("log", [_log("the batch that met the outage goes to disk")])
     deadline = time.monotonic() + 10
