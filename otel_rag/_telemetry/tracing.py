@@ -21,7 +21,6 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.instrumentation.utils import suppress_http_instrumentation, suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -272,6 +271,10 @@ def without_instrumentation(target: Callable[..., R]) -> Callable[..., R]:
 
     @functools.wraps(target)
     def run(*args: Any, **kwargs: Any) -> R:
+        # Imported here: opentelemetry.instrumentation.utils imports opentelemetry.propagate, which reads
+        # OTEL_PROPAGATORS when imported; by the time a thread runs, that variable has been validated.
+        from opentelemetry.instrumentation.utils import suppress_http_instrumentation, suppress_instrumentation
+
         with suppress_instrumentation(), suppress_http_instrumentation():
             return target(*args, **kwargs)
 

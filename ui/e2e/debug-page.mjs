@@ -25,7 +25,14 @@ const CHROMIUM_FLAGS = [
   "--disable-component-update",
   "--disable-sync",
 ];
-const UPLOAD_SPANS = ["POST /documents", "rag.upload", "rag.parse", "rag.chunk", "rag.embed", "rag.index"];
+const UPLOAD_SPANS = [
+  "POST /documents",
+  "rag.upload",
+  "rag.parse",
+  "rag.chunk",
+  "embeddings text-embedding-3-small",
+  "rag.index",
+];
 
 function watchRequests(page) {
   const foreign = [];
