@@ -94,19 +94,13 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 def test_doctor_connects_to_a_real_postgres(postgres: Any) -> None:
     uri = postgres.get_uri("postgres")
-    ok = otel_rag(
-        "doctor", "--json", OTEL_RAG_POSTGRES_DSN=uri, OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none"
-    )
+    no_otlp = {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"}
+    ok = otel_rag("doctor", "--json", OTEL_RAG_POSTGRES_DSN=uri, **no_otlp)
     checks = {c["name"]: c for c in json.loads(ok.stdout)["checks"]}
     assert checks["postgres"]["status"] == "ok", checks
     assert "PostgreSQL 18" in checks["postgres"]["detail"]
     assert checks["otlp"]["status"] == "skip"
-    bad = otel_rag(
-        "doctor",
-        OTEL_RAG_POSTGRES_DSN=postgres.get_uri("no_such_db"),
-        OTEL_TRACES_EXPORTER="none",
-        OTEL_METRICS_EXPORTER="none",
-    )
+    bad = otel_rag("doctor", OTEL_RAG_POSTGRES_DSN=postgres.get_uri("no_such_db"), **no_otlp)
     assert bad.returncode == 1
     assert 'database "no_such_db" does not exist' in bad.stdout
 
@@ -136,7 +130,12 @@ def test_doctor_checks_the_langsmith_key() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     endpoint = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        common = {"LANGSMITH_ENDPOINT": endpoint, "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+        common = {
+            "LANGSMITH_ENDPOINT": endpoint,
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_LOGS_EXPORTER": "none",
+        }
         good = otel_rag("doctor", LANGSMITH_API_KEY="lsv2_pt_good", **common)
         assert good.returncode == 0, good.stdout
         assert "langsmith: OK" in good.stdout
