@@ -505,7 +505,7 @@ DISABLED_INSTRUMENTATIONS = Setting(
     _csv,
     None,
     "Instrumentations the launcher does not load; fastapi, starlette or asgi (or *) also turns off our HTTP "
-    "server spans, logging our log correlation.",
+    "server spans, and logging our export of stdlib log records and their correlation fields.",
     "a comma-separated list of instrumentation names, or *",
     standard=True,
 )
