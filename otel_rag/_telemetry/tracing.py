@@ -269,12 +269,13 @@ def without_instrumentation(target: Callable[..., R]) -> Callable[..., R]:
     """Wrap a thread's target so that everything it does runs with instrumentation suppressed: the calls our
     background threads make (psycopg, requests, httpx, urllib3) never become spans or metrics of the app."""
 
+    # Imported when a thread is set up, on the caller's thread: not when this module is imported (the module
+    # imports opentelemetry.propagate, which reads OTEL_PROPAGATORS before that variable has been validated), and
+    # not on the new thread (an import there can meet a module lock that a fork left held: a hung worker).
+    from opentelemetry.instrumentation.utils import suppress_http_instrumentation, suppress_instrumentation
+
     @functools.wraps(target)
     def run(*args: Any, **kwargs: Any) -> R:
-        # Imported here: opentelemetry.instrumentation.utils imports opentelemetry.propagate, which reads
-        # OTEL_PROPAGATORS when imported; by the time a thread runs, that variable has been validated.
-        from opentelemetry.instrumentation.utils import suppress_http_instrumentation, suppress_instrumentation
-
         with suppress_instrumentation(), suppress_http_instrumentation():
             return target(*args, **kwargs)
 
