@@ -65,6 +65,14 @@ def _count(store: Database) -> int:
     return int(store.scalar("SELECT count(*) FROM otel_rag.logs"))
 
 
+def _count_within(store: Database, expected: int, seconds: float) -> int:
+    """The stored log count once it reaches `expected`, or when `seconds` have passed (then the assert shows it)."""
+    deadline = time.monotonic() + seconds
+    while _count(store) < expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return _count(store)
+
+
 def _spooled(writer: PostgresWriter) -> int:
     return sum(len(read_segment(path).items) for path in Path(writer.options.spool_dir).rglob("*.seg"))
 
@@ -304,10 +312,7 @@ def test_retries_wait_out_their_backoff_while_records_keep_arriving_and_resume_w
     # attempts at 0, ~0.25 s, ~0.75 s (doubling, with jitter), the next one past 1.5 s: a batch does not cut it short
     assert 3 <= writer.stats["retried"] <= 5, writer.stats
     writer.options = _options(store, batch_size=5, queue_size=10_000, spool_dir=options.spool_dir)  # it is back
-    deadline = time.monotonic() + 10
-    while _count(store) < sent and time.monotonic() < deadline:  # no flush asked for: the retry alone brings it
-        time.sleep(0.05)
-    assert _count(store) == sent
+    assert _count_within(store, sent, seconds=10) == sent  # no flush asked for: the retry alone brings it
     assert writer._backoff == 0.0  # back to writing at once
     writer.shutdown()
 
@@ -642,10 +647,7 @@ def test_records_moved_to_disk_to_relieve_memory_keep_the_unconvertible_apart(st
 def test_a_few_records_are_stored_within_the_flush_interval_without_a_flush(store: Database) -> None:
     writer = PostgresWriter(_options(store, flush_interval=0.05))
     writer.submit("log", [_log(f"r{index}") for index in range(3)])  # far below a batch
-    deadline = time.monotonic() + 5
-    while _count(store) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _count(store) == 3
+    assert _count_within(store, 3, seconds=5) == 3
     writer.shutdown()
 
 
@@ -739,20 +741,14 @@ def test_records_wait_for_the_flush_interval_until_a_batch_or_half_the_queue_is_
     time.sleep(0.5)
     assert _count(store) == 0  # batched: nothing is written one record at a time
     writer.submit("log", [_log("over the high water")])  # five of eight: the thread wakes and writes
-    deadline = time.monotonic() + 5
-    while _count(store) < 5 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _count(store) == 5
+    assert _count_within(store, 5, seconds=5) == 5
     writer.shutdown()
 
     writer = _idle(PostgresWriter(_options(store, flush_interval=30.0, batch_size=3)))
     writer.submit("log", [_log("first")])
     time.sleep(0.2)
     writer.submit("log", [_log("second"), _log("a full batch")])
-    deadline = time.monotonic() + 5
-    while _count(store) < 8 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _count(store) == 8
+    assert _count_within(store, 8, seconds=5) == 8
     writer.shutdown()
 
 
@@ -899,20 +895,14 @@ def test_a_full_batch_queued_during_a_copy_is_written_right_after_it(store: Data
         writer.submit("log", [_log(f"second {index}") for index in range(3)])  # another full batch meanwhile
         time.sleep(0.2)
         blocker.rollback()
-    deadline = time.monotonic() + 5
-    while _count(store) < 7 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _count(store) == 7  # not after the 30 s flush interval
+    assert _count_within(store, 7, seconds=5) == 7  # not after the 30 s flush interval
     writer.shutdown()
 
 
 def test_an_idle_writer_stores_a_few_records_within_the_flush_interval(store: Database) -> None:
     writer = _idle(PostgresWriter(_options(store, flush_interval=0.05)))  # asleep with nothing to do
     writer.submit("log", [_log(f"r{index}") for index in range(3)])  # far below a batch, no flush asked
-    deadline = time.monotonic() + 2
-    while _count(store) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert _count(store) == 3
+    assert _count_within(store, 3, seconds=2) == 3
     writer.shutdown()
 
 
