@@ -240,3 +240,24 @@ def test_active_requests_return_to_zero_whatever_the_outcome_and_sizes_are_measu
     assert sdk.metric_total("http.server.response.body.size") - sizes == 4  # every response had a Content-Length
     points = sdk.metric_points("http.server.active_requests")
     assert {frozenset(point.attributes) for point in points} == {frozenset({"http.request.method", "url.scheme"})}
+
+
+def test_captured_headers_from_hostile_input_never_fail_a_request_and_secrets_stay_out(
+    sdk: CapturedTelemetry, use_settings: Any
+) -> None:
+    use_settings(
+        OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST=".*",
+        OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE="content-.*",
+        OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS="x-session.*",
+    )
+    app = _app()
+    hostile: dict[str, str | bytes] = {"X-Odd": b"\xff\xfe not utf-8", "X-Huge": "h" * 20_000, "X-Session-Id": "s-1"}
+    response = _get(app, "/items/7", **hostile)
+    assert response.status_code == 200
+    (span,) = sdk.finished()
+    attributes = span.attributes
+    assert attributes["http.request.header.x_odd"] == ("\xff\xfe not utf-8",)  # read as Latin-1, never an error
+    assert attributes["http.request.header.x_huge"] == ("h" * 20_000,)
+    assert attributes["http.request.header.x_session_id"] == ("[REDACTED]",)  # the stock sanitising
+    assert attributes["http.response.header.content_type"] == ("application/json",)
+    assert "http.response.header.x_trace_id" not in attributes  # only what the app sent, as the stock one sees it
