@@ -230,6 +230,26 @@ def test_the_access_line_splits_client_and_target_into_the_conventions_fields(
     assert fields["network.protocol.version"] == args[3] and fields["http.response.status_code"] == args[4]
 
 
+def test_active_requests_count_requests_in_flight(sdk: CapturedTelemetry) -> None:
+    app = _app()
+    seen_inside: list[float] = []
+
+    @app.post("/inside")
+    async def inside() -> None:
+        seen_inside.append(sdk.metric_total("http.server.active_requests", **{"http.request.method": "POST"}))
+
+    before = sdk.metric_total("http.server.active_requests", **{"http.request.method": "POST"})
+
+    async def post_inside() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            await client.post("/inside")
+
+    asyncio.run(post_inside())
+    assert seen_inside == [before + 1]
+    assert sdk.metric_total("http.server.active_requests", **{"http.request.method": "POST"}) == before
+
+
 def test_active_requests_return_to_zero_whatever_the_outcome_and_sizes_are_measured(sdk: CapturedTelemetry) -> None:
     app = _app()
     before = sdk.metric_total("http.server.active_requests")

@@ -195,8 +195,7 @@ class TracingMiddleware:
                 message["headers"] = response_headers
             await send(message)
 
-        active_attributes = {"http.request.method": method, "url.scheme": scheme}
-        metrics.http_server_active_requests.add(1, active_attributes)  # taken back in `finally`, whatever happens
+        metrics.http_server_active_requests.add(method, scheme, 1)  # taken back in `finally`, whatever happens
         error: BaseException | None = None
         try:
             await self.app(scope, receive, send_with_trace_headers)
@@ -205,7 +204,7 @@ class TracingMiddleware:
             raise
         finally:
             metric_attributes = self._finish(span, scope, span_name, attributes, status_code, error, started)
-            metrics.http_server_active_requests.add(-1, active_attributes)
+            metrics.http_server_active_requests.add(method, scheme, -1)
             for size, histogram in (
                 (request_size, metrics.http_server_request_body_size),
                 (response_size, metrics.http_server_response_body_size),

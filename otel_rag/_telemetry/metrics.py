@@ -7,6 +7,7 @@ module can be imported before the SDK is configured.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 
 from opentelemetry import metrics
@@ -16,6 +17,7 @@ from otel_rag._telemetry.identity import HTTP_SCHEMA_URL, VERSION
 
 __all__ = [
     "HTTP_DURATION_BUCKETS",
+    "ActiveRequests",
     "http_server_active_requests",
     "http_server_request_body_size",
     "http_server_request_duration",
@@ -42,8 +44,40 @@ http_server_request_duration = _http_meter.create_histogram(
     description="Duration of HTTP server requests.",
     explicit_bucket_boundaries_advisory=list(HTTP_DURATION_BUCKETS),
 )
-http_server_active_requests = _http_meter.create_up_down_counter(
-    "http.server.active_requests", unit="{request}", description="Number of active HTTP server requests."
+
+
+class ActiveRequests:
+    """`http.server.active_requests`, counted in memory and reported at each collection.
+
+    An asynchronous up-down counter exports the same cumulative, non-monotonic sum as the synchronous one the stock
+    instrumentation uses, but a request costs two integer updates instead of two SDK measurements (each with
+    attribute hashing and an exemplar offer, about a tenth of the middleware's own time).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # requests may be served on more than one thread (several event loops)
+        self._counts: dict[tuple[str, str], int] = {}
+
+    def add(self, method: str, scheme: str, delta: int) -> None:
+        key = (method, scheme)
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + delta
+
+    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            counts = list(self._counts.items())
+        return [
+            Observation(count, {"http.request.method": method, "url.scheme": scheme})
+            for (method, scheme), count in counts
+        ]
+
+
+http_server_active_requests = ActiveRequests()
+_http_meter.create_observable_up_down_counter(
+    "http.server.active_requests",
+    [http_server_active_requests.observe],
+    unit="{request}",
+    description="Number of active HTTP server requests.",
 )
 http_server_request_body_size = _http_meter.create_histogram(
     "http.server.request.body.size", unit="By", description="Size of HTTP server request bodies (Content-Length)."

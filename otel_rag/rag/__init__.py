@@ -314,6 +314,8 @@ class GenAIChildSpans(SpanProcessor):
     """
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if not _open_stages:
+            return  # no stage open in the process (every HTTP server span outside a stage): nothing to adopt
         attributes = getattr(span, "attributes", None) or {}
         if "rag.stage" in attributes or "gen_ai.operation.name" not in attributes:
             return  # our own nested stages count for themselves; only GenAI instrumentation spans are adopted
@@ -323,6 +325,8 @@ class GenAIChildSpans(SpanProcessor):
             span.set_attribute(PARENT_STAGE, stage.stage)
 
     def on_end(self, span: ReadableSpan) -> None:
+        if not _open_stages:
+            return
         attributes = span.attributes or {}
         if PARENT_STAGE not in attributes or span.parent is None:
             return
