@@ -1,5 +1,5 @@
 """The `otel-rag` command: configuration and health (`config`, `doctor`), the store's schema (`migrate`,
-`partitions`), and the questions (`trace`, `errors`, `cost`, `logs`).
+`partitions`, `retention`), and the questions (`trace`, `errors`, `cost`, `logs`).
 
 Every command takes `--json`. Exit status: 0 fine, 1 a check failed or nothing found, 2 bad input or bad
 configuration. Store commands read OTEL_RAG_POSTGRES_DSN (the reader role is enough for the questions) or `--dsn`.
@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from otel_rag._cli.doctor import run_checks
+from otel_rag._cli.retention import add_retention_commands
 from otel_rag._config.settings import CATALOGUE, ConfigError, load_settings, masked
 from otel_rag._store import queries, render
 from otel_rag._store.migrate import drop_partitions_before, ensure_partitions, list_partitions, migrate
@@ -197,10 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(run=_doctor)
 
-    def store_command(name: str, help_text: str, run: Any) -> argparse.ArgumentParser:
-        command = commands.add_parser(name, help=help_text)
+    def store_options(command: argparse.ArgumentParser) -> None:
         command.add_argument("--json", action="store_true", help="machine-readable output")
         command.add_argument("--dsn", help="PostgreSQL URL (default: OTEL_RAG_POSTGRES_DSN)")
+
+    def store_command(name: str, help_text: str, run: Any) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help_text)
+        store_options(command)
         command.set_defaults(run=run)
         return command
 
@@ -225,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--level", help="this level and above: debug, info, warning, error, critical")
     logs.add_argument("--grep", help="text contained in the message or attributes (case-insensitive)")
     logs.add_argument("--limit", type=int, default=1000)
+    add_retention_commands(commands, store_options)
     serve = commands.add_parser("serve", help="the debug page and its JSON API (token: OTEL_RAG_DEBUG_TOKEN)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765)")

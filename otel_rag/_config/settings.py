@@ -466,6 +466,52 @@ TRACE_VIEWER_URL = Setting(
     "an http(s) URL containing {trace_id}, e.g. http://localhost:16686/trace/{trace_id}",
 )
 
+
+def _archive_url(raw: str) -> str:
+    if not re.match(r"^(s3://[^/\s]+(/\S*)?|file:///\S*)$", raw):
+        raise ValueError(raw)
+    return raw.rstrip("/")
+
+
+HOT_DAYS = Setting(
+    "OTEL_RAG_HOT_DAYS",
+    _int_range(1, 3650),
+    "7",
+    "Retention: days (UTC, counted back from today) the store keeps every row.",
+    "a whole number of days from 1 to 3650",
+)
+WARM_DAYS = Setting(
+    "OTEL_RAG_WARM_DAYS",
+    _int_range(1, 3650),
+    "30",
+    "Retention: days before a day's partitions are dropped; past the hot days they hold only the warm set "
+    "(interesting traces and a sample). At least OTEL_RAG_HOT_DAYS.",
+    "a whole number of days from 1 to 3650, at least OTEL_RAG_HOT_DAYS",
+)
+WARM_SAMPLE_RATIO = Setting(
+    "OTEL_RAG_WARM_SAMPLE_RATIO",
+    _ratio,
+    "0.1",
+    "Retention: share of the other traces the warm days keep, decided by trace id as a TraceIdRatioBased sampler.",
+    "a number from 0 to 1",
+)
+ARCHIVE_URL = Setting(
+    "OTEL_RAG_ARCHIVE_URL",
+    _archive_url,
+    None,
+    "Retention: where whole days go as Parquet before they are thinned or dropped (s3://bucket/prefix, with the "
+    "AWS_* variables, AWS_ENDPOINT_URL included; or file:///folder). Unset: nothing leaves Postgres.",
+    "s3://bucket[/prefix] or file:///absolute/folder",
+)
+ARCHIVE_DAYS = Setting(
+    "OTEL_RAG_ARCHIVE_DAYS",
+    _int_range(1, 36500),
+    "365",
+    "Retention: days the archive keeps a day; older objects are deleted by the retention run. At least "
+    "OTEL_RAG_WARM_DAYS.",
+    "a whole number of days from 1 to 36500, at least OTEL_RAG_WARM_DAYS",
+)
+
 MIRROR_LANGSMITH = Setting(
     "OTEL_RAG_LANGSMITH",
     _bool,
@@ -668,6 +714,11 @@ CATALOGUE: tuple[Setting[Any], ...] = (
     SPOOL_MAX_BYTES,
     SPOOL_FSYNC,
     PRICES_FILE,
+    HOT_DAYS,
+    WARM_DAYS,
+    WARM_SAMPLE_RATIO,
+    ARCHIVE_URL,
+    ARCHIVE_DAYS,
     MIRROR_LANGSMITH,
     LANGSMITH_SAMPLE_RATIO,
     DEBUG_TOKEN,
@@ -742,6 +793,11 @@ class Settings:
     debug_token: str | None = None
     debug_dsn: str | None = None
     trace_viewer_url: str | None = None
+    hot_days: int = 7
+    warm_days: int = 30
+    warm_sample_ratio: float = 0.1
+    archive_url: str | None = None
+    archive_days: int = 365
     service_name: str = "unknown_service"
     sdk_disabled: bool = False
     disabled_instrumentations: tuple[str, ...] = ()
@@ -787,12 +843,22 @@ def _service_name(environ: Mapping[str, str]) -> str:
     return "unknown_service"
 
 
+def _check_retention_order(env: Mapping[str, str], values: dict[str, Any]) -> None:
+    """Hot days <= warm days <= archive days: a day cannot leave the archive before it leaves Postgres."""
+    for shorter, longer in ((HOT_DAYS, WARM_DAYS), (WARM_DAYS, ARCHIVE_DAYS)):
+        if values[longer.env] < values[shorter.env]:
+            raise ConfigError(
+                longer.env, env.get(longer.env) or str(longer.default), f"{longer.accepted} ({values[shorter.env]})"
+            )
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Parse and validate every catalogued variable; raise ConfigError on the first bad one."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {setting.env: setting.read(env) for setting in CATALOGUE}
     mirror = values[MIRROR_LANGSMITH.env]
     protocol = values[OTLP_PROTOCOL.env]
+    _check_retention_order(env, values)
     return Settings(
         log_format=values[LOG_FORMAT.env],
         log_level=values[LOG_LEVEL.env],
@@ -822,6 +888,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         debug_token=values[DEBUG_TOKEN.env],
         debug_dsn=values[DEBUG_DSN.env],
         trace_viewer_url=values[TRACE_VIEWER_URL.env],
+        hot_days=values[HOT_DAYS.env],
+        warm_days=values[WARM_DAYS.env],
+        warm_sample_ratio=values[WARM_SAMPLE_RATIO.env],
+        archive_url=values[ARCHIVE_URL.env],
+        archive_days=values[ARCHIVE_DAYS.env],
         service_name=_service_name(env),
         sdk_disabled=values[SDK_DISABLED.env],
         disabled_instrumentations=values[DISABLED_INSTRUMENTATIONS.env] or (),

@@ -1,0 +1,145 @@
+"""`otel-rag retention run` and `otel-rag retention status`: the log lifecycle from a terminal, cron or a CronJob.
+
+Run it with the maintainer role (it archives, deletes, rewrites and drops partitions); the writer and reader roles
+cannot. Exit status: 0 done (or nothing due), 1 another run holds the lock or a step failed (nothing unarchived
+left Postgres; run again), 2 bad input or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from typing import Any
+
+import psycopg
+
+from otel_rag._config.settings import ConfigError, Settings, load_settings
+
+__all__ = ["add_retention_commands"]
+
+
+def _policy(settings: Settings) -> Any:
+    from otel_rag._store.retention import Policy
+
+    return Policy(settings.hot_days, settings.warm_days, settings.warm_sample_ratio, settings.archive_days)
+
+
+def _now(text: str | None) -> dt.datetime:
+    if text is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError("--now", text, "an ISO date or time, e.g. 2026-11-30 or 2026-11-30T12:00:00Z") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _store_settings(args: argparse.Namespace) -> tuple[Settings, str]:
+    settings = load_settings()
+    dsn = args.dsn or settings.postgres_dsn
+    if not dsn:
+        raise ConfigError("OTEL_RAG_POSTGRES_DSN", "", "a postgresql:// URL of the maintainer role (or pass --dsn)")
+    return settings, dsn
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        from otel_rag._store.archive import Archive
+        from otel_rag._store.retention import AlreadyRunning, run
+    except ImportError as missing:  # pragma: no cover - depends on the installed extras
+        print(f"otel-rag retention needs pyarrow ({missing.name}): pip install 'otel-rag[archive]'", file=sys.stderr)
+        return 2
+    settings, dsn = _store_settings(args)
+    archive = Archive(settings.archive_url) if settings.archive_url else None
+    progress = None if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
+    try:
+        report = run(
+            dsn,
+            settings.postgres_schema,
+            _policy(settings),
+            archive,
+            _now(args.now),
+            dry_run=args.dry_run,
+            progress=progress,
+        )
+    except AlreadyRunning as error:
+        print(f"otel-rag: {error}", file=sys.stderr)
+        return 1
+    except (OSError, RuntimeError, psycopg.Error) as error:  # the archive or the store failed mid-run
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        print(
+            f"otel-rag: retention stopped: {first_line}; nothing left Postgres unarchived, run again", file=sys.stderr
+        )
+        return 1
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    due = [day for day in report.days if day.action != "none"]
+    heading = "would do" if report.dry_run else "done"
+    print(f"retention ({heading}): {len(due)} of {len(report.days)} days due")
+    for day in due:
+        rows = sum(day.rows.values())
+        kept = f", {day.rows_kept} rows kept" if day.rows_kept is not None else ""
+        print(f"  {day.day}  {day.tier:<7} {day.action:<13} {rows} rows in Postgres{kept}, {_size(day.bytes)}")
+    if not report.dry_run:
+        print(
+            f"archived {report.archived_rows} rows, thinned {report.thinned_rows}, dropped {report.dropped_rows}, "
+            f"expired {report.expired_objects} objects, freed {_size(report.bytes_freed)}"
+        )
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from otel_rag._store.retention import day_status
+
+    settings, dsn = _store_settings(args)
+    days, last = day_status(dsn, settings.postgres_schema, _policy(settings), _now(args.now).date())
+    if args.json:
+        document = {
+            "days": [
+                {"day": d.day.isoformat(), "tier": d.tier, "state": d.state, "rows": d.rows, "bytes": d.bytes}
+                for d in days
+            ],
+            "last_run": {
+                key: (value.isoformat() if hasattr(value, "isoformat") else value) for key, value in last.items()
+            }
+            if last
+            else None,
+        }
+        print(json.dumps(document, indent=2, default=str))
+        return 0
+    print(f"{'day':<10}  {'tier':<7} {'logs':>9} {'spans':>9}  state (logs/spans)")
+    for d in days:
+        states = "/".join(d.state[s] or "-" for s in ("logs", "spans"))
+        print(f"{d.day}  {d.tier:<7} {d.rows.get('logs', 0):>9} {d.rows.get('spans', 0):>9}  {states}")
+    if last:
+        outcome = "ok" if last["ok"] else f"FAILED: {last['error']}" if last["ok"] is False else "running or killed"
+        print(f"last run: {last['started_at']:%Y-%m-%d %H:%M:%S} UTC, {outcome}")
+    else:
+        print("last run: never")
+    return 0
+
+
+def add_retention_commands(commands: Any, store_options: Any) -> None:
+    """`retention run` and `retention status` under the main parser's subcommands."""
+    retention = commands.add_parser("retention", help="the log lifecycle: archive, thin to the warm set, drop")
+    actions = retention.add_subparsers(dest="action", required=True)
+    run = actions.add_parser("run", help="do what is due (archive, thin, drop, expire)")
+    run.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    run.set_defaults(run=_run)
+    status = actions.add_parser("status", help="per day: tier, state, rows in Postgres; the last run")
+    status.set_defaults(run=_status)
+    for command in (run, status):
+        store_options(command)
+        command.add_argument("--now", help="the time to plan from (ISO; default: now, UTC)")

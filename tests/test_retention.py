@@ -1,0 +1,187 @@
+"""The log lifecycle on a real PostgreSQL with a real archive: 40 seeded days, one run, then every promise checked.
+
+Hot days untouched; warm days hold exactly the warm set (whole traces); older days gone from Postgres; every day's
+every row in the archive, once; a second run changes nothing; rows that arrive late are archived before anything
+leaves; the maintainer role is enough and the others are refused; a dry run changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from otel_rag._store.archive import Archive
+from otel_rag._store.retention import SIGNALS, AlreadyRunning, Policy, run, sampler_bound
+from tests.support.retention_seed import Seeded, expected_warm, sampled, seed
+
+TODAY = dt.date(2026, 11, 30)
+NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+POLICY = Policy(hot_days=7, warm_days=30, warm_sample_ratio=0.1, archive_days=365)
+
+
+def _rows(store: Any, signal: str, day: dt.date) -> list[tuple[Any, ...]]:
+    key = "record_id::text" if signal == "logs" else "span_id"
+    with psycopg.connect(store.dsn()) as connection:
+        exists = connection.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (f"otel_rag.{signal}_{day:%Y%m%d}",)
+        ).fetchone()
+        if not exists or not exists[0]:
+            return []
+        return connection.execute(
+            sql.SQL("SELECT trace_id, {} FROM {}").format(
+                sql.SQL(key), sql.Identifier("otel_rag", f"{signal}_{day:%Y%m%d}")
+            )
+        ).fetchall()
+
+
+def _archived(store: Any, archive: Archive, signal: str, day: dt.date) -> list[tuple[Any, ...]]:
+    id_column = "record_id" if signal == "logs" else "span_id"
+    with psycopg.connect(store.dsn()) as connection:
+        keys = connection.execute(
+            "SELECT object_key FROM otel_rag.retention_objects WHERE day = %s AND signal = %s ORDER BY part",
+            (day, signal),
+        ).fetchall()
+    rows: list[tuple[Any, ...]] = []
+    for (key,) in keys:
+        table = archive.read_keys(key, id_column)
+        rows.extend(zip(table.column("trace_id").to_pylist(), table.column(id_column).to_pylist(), strict=True))
+    return rows
+
+
+def _seeded_keys(seeded: Seeded, signal: str, day: dt.date) -> Counter[tuple[Any, ...]]:
+    if signal == "logs":
+        return Counter((row["trace_id"], str(row["record_id"])) for row in seeded.logs[day])
+    return Counter((row["trace_id"], row["span_id"]) for row in seeded.spans[day])
+
+
+@pytest.fixture
+def seeded_store(store: Any, tmp_path: Path) -> tuple[Any, Seeded, Archive]:
+    seeded = seed(store.dsn(), TODAY)
+    return store, seeded, Archive(f"file://{tmp_path}/archive")
+
+
+def test_one_run_leaves_hot_days_whole_warm_days_thinned_to_whole_interesting_traces_and_old_days_archived(
+    seeded_store: tuple[Any, Seeded, Archive],
+) -> None:
+    store, seeded, archive = seeded_store
+    report = run(store.dsn("rag_maint"), "otel_rag", POLICY, archive, NOW)
+    old_days = [day for day in {*seeded.spans, *seeded.logs} if (TODAY - day).days >= 7]  # day 40 holds one root
+    assert report.archived_rows == sum(len(seeded.spans[d]) + len(seeded.logs[d]) for d in old_days)
+    for age in range(40):
+        day = TODAY - dt.timedelta(days=age)
+        for signal in SIGNALS:
+            stored = Counter(_rows(store, signal, day))
+            if age < 7:
+                assert stored == _seeded_keys(seeded, signal, day), f"hot day {day} changed"
+                continue
+            assert Counter(_archived(store, archive, signal, day)) == _seeded_keys(seeded, signal, day), day
+            if age >= 30:
+                assert not stored, f"{day} should have left Postgres"
+                continue
+            keep, kept_lines = expected_warm(seeded, day, POLICY.warm_sample_ratio)
+            expected = Counter({key: n for key, n in _seeded_keys(seeded, signal, day).items() if key[0] in keep})
+            in_traces = Counter({key: n for key, n in stored.items() if key[0] is not None})
+            assert in_traces == expected, f"{signal} of {day}: not exactly the warm set's whole traces"
+            if signal == "logs":
+                assert sum(n for key, n in stored.items() if key[0] is None) == kept_lines
+    for day in _days(7, 30):  # the interesting ones are all there, and the sample is a sample
+        stored_traces = {trace for trace, _ in _rows(store, "spans", day)}
+        assert seeded.interesting[day] <= stored_traces
+        assert len(stored_traces) < len(seeded.traces(day)) * 0.5
+
+
+def test_a_second_run_changes_nothing_and_late_rows_are_archived_once_before_they_leave(
+    seeded_store: tuple[Any, Seeded, Archive],
+) -> None:
+    store, _, archive = seeded_store
+    dsn = store.dsn("rag_maint")
+    run(dsn, "otel_rag", POLICY, archive, NOW)
+    again = run(dsn, "otel_rag", POLICY, archive, NOW)
+    assert (again.archived_rows, again.thinned_rows, again.dropped_rows) == (0, 0, 0)
+
+    # records replayed from a spool land in a thinned day and in a day that is about to be dropped
+    warm_day, cold_day = TODAY - dt.timedelta(days=10), TODAY - dt.timedelta(days=29)
+    late: dict[dt.date, list[str]] = {warm_day: [], cold_day: []}
+    with psycopg.connect(store.dsn(), autocommit=True) as connection:
+        for day, traces in late.items():
+            for number in range(3):
+                trace_id = f"{random.getrandbits(128):032x}"
+                traces.append(trace_id)
+                connection.execute(
+                    "INSERT INTO otel_rag.spans (time, end_time, duration_ms, trace_id, span_id, service_name, name,"
+                    " kind, status) VALUES (%s, %s, 1, %s, %s, 'rag-api', 'late', 'INTERNAL', 'ERROR')",
+                    (
+                        dt.datetime.combine(day, dt.time(15, number), tzinfo=dt.UTC),
+                        dt.datetime.combine(day, dt.time(15, number), tzinfo=dt.UTC),
+                        trace_id,
+                        f"{number:016x}",
+                    ),
+                )
+    later = run(dsn, "otel_rag", POLICY, archive, NOW + dt.timedelta(days=1))
+    assert later.archived_rows >= 6
+    for day, traces in late.items():
+        archived = Counter(_archived(store, archive, "spans", day))
+        assert max(archived.values()) == 1, "a row archived twice"
+        assert {trace for trace, _ in archived} >= set(traces)
+    # the warm day kept its late error traces; the cold one left Postgres with them archived
+    assert set(late[warm_day]) <= {trace for trace, _ in _rows(store, "spans", warm_day)}
+    assert _rows(store, "spans", cold_day) == []
+
+
+def test_a_dry_run_changes_nothing_and_says_what_a_run_would_keep(seeded_store: tuple[Any, Seeded, Archive]) -> None:
+    store, seeded, archive = seeded_store
+    before = {(s, d): Counter(_rows(store, s, d)) for s in SIGNALS for d in _days(0, 40)}
+    report = run(store.dsn("rag_maint"), "otel_rag", POLICY, archive, NOW, dry_run=True)
+    assert {(s, d): Counter(_rows(store, s, d)) for s in SIGNALS for d in _days(0, 40)} == before
+    assert store.scalar("SELECT count(*) FROM otel_rag.retention_objects") == 0
+    plans = {day.day: day for day in report.days}
+    assert {plans[d].action for d in _days(0, 7)} == {"none"}
+    assert {plans[d].action for d in _days(7, 30)} == {"archive+thin"}
+    assert {plans[d].action for d in _days(30, 40)} == {"archive+drop"}
+    day = TODAY - dt.timedelta(days=12)
+    keep, kept_lines = expected_warm(seeded, day, POLICY.warm_sample_ratio)
+    kept_rows = sum(1 for row in seeded.spans[day] if row["trace_id"] in keep)
+    kept_rows += sum(1 for row in seeded.logs[day] if row["trace_id"] in keep) + kept_lines
+    assert plans[day].rows_kept == kept_rows
+
+
+def test_only_the_maintainer_role_can_run_it_and_two_runs_never_overlap(
+    seeded_store: tuple[Any, Seeded, Archive],
+) -> None:
+    store, _, archive = seeded_store
+    for role in ("rag_writer", "rag_reader"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            run(store.dsn(role), "otel_rag", POLICY, archive, NOW)
+    with psycopg.connect(store.dsn(), autocommit=True) as holder:
+        from otel_rag._store.retention import _lock_key
+
+        holder.execute("SELECT pg_advisory_lock(%s)", (_lock_key("otel_rag"),))
+        with pytest.raises(AlreadyRunning):
+            run(store.dsn("rag_maint"), "otel_rag", POLICY, archive, NOW)
+    assert store.scalar("SELECT count(*) FROM otel_rag.retention_objects") == 0
+
+
+def test_the_sql_sampler_decides_as_the_sdks_trace_id_ratio_sampler(store: Any) -> None:
+    from otel_rag._store.retention import _SAMPLED
+
+    rng = random.Random(3)
+    ids = [f"{rng.getrandbits(128):032x}" for _ in range(2000)]
+    for ratio in (0.0, 0.1, 0.5, 1.0, 1e-9):
+        bound = sampler_bound(ratio)
+        ids_at_edge = [f"{'0' * 16}{max(bound - 1, 0):016x}", f"{'0' * 16}{min(bound, (1 << 64) - 1):016x}"]
+        with psycopg.connect(store.dsn()) as connection:
+            sampled_sql = sql.SQL(_SAMPLED).format(column=sql.Identifier("id"), bound=sql.Literal(bound))
+            query = sql.SQL("SELECT id, {} FROM unnest(%s::text[]) AS id").format(sampled_sql)
+            decisions: dict[str, bool] = dict(connection.execute(query, (ids + ids_at_edge,)).fetchall())
+        assert decisions == {i: sampled(ratio, i) for i in ids + ids_at_edge}, ratio
+
+
+def _days(first_age: int, last_age: int) -> list[dt.date]:
+    return [TODAY - dt.timedelta(days=age) for age in range(first_age, last_age)]
