@@ -26,10 +26,12 @@ system-deps:
 	    $(APT_PACKAGES) >/dev/null; fi
 	@for program in $(APT_PROGRAMS); do test -x $$program || { echo "$$program is missing: apt-get install $(APT_PACKAGES)"; exit 1; }; done
 
-# Our Collector (ocb) and Jaeger v2, built from Go modules into .build/ (minutes the first time, then reused).
+# Our Collector (ocb), Jaeger v2 and versitygw (the retention tests' S3), built from Go modules into .build/
+# (minutes the first time, then reused).
 stack-binaries:
 	collector/build.sh >/dev/null
 	tools/build-jaeger.sh >/dev/null
+	tools/build-versitygw.sh >/dev/null
 
 # The debug page (React + Vite + TypeScript): installed from the lock file, type-checked, unit-tested (Vitest) and
 # built into otel_rag/web/static/, which the Python package serves.

@@ -8,10 +8,16 @@ leaves; the maintainer role is enough and the others are refused; a dry run chan
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
+import subprocess
+import sys
+import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import psycopg
 import pytest
@@ -20,6 +26,13 @@ from psycopg import sql
 from otel_rag._store.archive import Archive
 from otel_rag._store.retention import SIGNALS, AlreadyRunning, Policy, run, sampler_bound
 from tests.support.retention_seed import Seeded, expected_warm, sampled, seed
+from tests.support.stack import S3Server
+
+
+def mock_env(env: dict[str, str]) -> Any:
+    """The AWS_* variables of the test's S3 for an Archive built in this process."""
+    return mock.patch.dict(os.environ, env)
+
 
 TODAY = dt.date(2026, 11, 30)
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
@@ -185,3 +198,122 @@ def test_the_sql_sampler_decides_as_the_sdks_trace_id_ratio_sampler(store: Any) 
 
 def _days(first_age: int, last_age: int) -> list[dt.date]:
     return [TODAY - dt.timedelta(days=age) for age in range(first_age, last_age)]
+
+
+# -- real S3, and runs that are killed or lose their archive half-way ---------------------------------------------
+
+
+def _state(store: Any, archive: Archive) -> dict[str, Any]:
+    """Everything a run leaves behind: rows per partition, the archive's rows per day, the manifest's states."""
+    with psycopg.connect(store.dsn()) as connection:
+        states = connection.execute(
+            "SELECT day, signal, state, store_rows, archived_rows FROM otel_rag.retention_days ORDER BY 1, 2"
+        ).fetchall()
+        days = [row[0] for row in connection.execute("SELECT DISTINCT day FROM otel_rag.retention_days").fetchall()]
+    return {
+        "states": states,
+        "rows": {(s, d): Counter(_rows(store, s, d)) for s in SIGNALS for d in _days(0, 41)},
+        "archive": {(s, d): Counter(_archived(store, archive, s, d)) for s in SIGNALS for d in days},
+    }
+
+
+@pytest.fixture
+def s3(tmp_path: Path) -> Iterator[S3Server]:
+    server = S3Server(tmp_path / "s3")
+    yield server
+    server.stop()
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "otel_rag._cli.main", "retention", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_the_archive_in_real_s3_ends_as_an_uninterrupted_run_whatever_step_the_run_is_killed_at(
+    pg_server: Any, s3: S3Server, tmp_path: Path
+) -> None:
+    from tests.support.postgres import Database
+
+    reference, killed = Database(pg_server), Database(pg_server)
+    for database in (reference, killed):
+        seed(database.dsn(), TODAY)
+    env = {**s3.client_env(), "OTEL_RAG_POSTGRES_DSN": reference.dsn("rag_maint")}
+    with mock_env(env):
+        reference_archive = Archive(f"s3://{s3.bucket}/reference")
+        run(reference.dsn("rag_maint"), "otel_rag", POLICY, reference_archive, NOW)
+    env = {
+        **s3.client_env(),
+        "OTEL_RAG_POSTGRES_DSN": killed.dsn("rag_maint"),
+        "OTEL_RAG_ARCHIVE_URL": f"s3://{s3.bucket}/killed",
+    }
+    # SIGKILL at points spread over the run: after the first object, mid-archive, after the first thinning,
+    # after the first drop (seen from the manifest, polled every few milliseconds)
+    kill_points = [
+        "SELECT count(*) >= 1 FROM otel_rag.retention_objects",
+        "SELECT count(*) >= 30 FROM otel_rag.retention_objects",
+        "SELECT count(*) >= 1 FROM otel_rag.retention_days WHERE state = 'thinned'",
+        "SELECT count(*) >= 1 FROM otel_rag.retention_days WHERE state = 'dropped'",
+    ]
+    killed_at = []
+    for condition in kill_points:
+        process = _cli(env, "run", "--now", NOW.isoformat())
+        while process.poll() is None and not killed.scalar(condition):
+            time.sleep(0.003)
+        if process.poll() is None:
+            process.kill()
+            killed_at.append(condition)
+        process.wait()
+    assert len(killed_at) >= 3, f"runs finished before they could be killed (killed at {killed_at})"
+    finished = _cli(env, "run", "--now", NOW.isoformat())
+    _out, err = finished.communicate(timeout=300)
+    assert finished.returncode == 0, err
+    with mock_env(env):
+        killed_archive = Archive(f"s3://{s3.bucket}/killed")
+        assert _state(killed, killed_archive) == _state(reference, reference_archive)
+    # nothing but what the manifest records is in the bucket: a killed upload left no stray object
+    recorded = {
+        row[0] for row in psycopg.connect(killed.dsn()).execute("SELECT object_key FROM otel_rag.retention_objects")
+    }
+    stored = {
+        str(path.relative_to(s3.data / s3.bucket / "killed"))
+        for path in (s3.data / s3.bucket / "killed").rglob("*.parquet")
+    }
+    assert stored == recorded
+
+
+def test_s3_gone_mid_run_fails_the_run_cleanly_removes_nothing_unarchived_and_the_next_run_completes(
+    store: Any, s3: S3Server
+) -> None:
+    seeded = seed(store.dsn(), TODAY)
+    env = {
+        **s3.client_env(),
+        "OTEL_RAG_POSTGRES_DSN": store.dsn("rag_maint"),
+        "OTEL_RAG_ARCHIVE_URL": f"s3://{s3.bucket}/day",
+    }
+    process = _cli(env, "run", "--now", NOW.isoformat())
+    while process.poll() is None and not store.scalar("SELECT count(*) >= 3 FROM otel_rag.retention_objects"):
+        time.sleep(0.003)
+    s3.stop()
+    _out, err = process.communicate(timeout=300)
+    assert process.returncode == 1, err
+    assert "retention stopped" in err and "run again" in err
+    with psycopg.connect(store.dsn()) as connection:
+        recorded = {(row[0], row[1]) for row in connection.execute("SELECT day, signal FROM otel_rag.retention_days")}
+    unrecorded = [(day, signal) for day in _days(7, 40) for signal in SIGNALS if (day, signal) not in recorded]
+    assert unrecorded, "the run finished before S3 went away"
+    for day, signal in unrecorded:  # not archived, so not touched
+        assert Counter(_rows(store, signal, day)) == _seeded_keys(seeded, signal, day), (day, signal)
+    s3.start()
+    again = _cli(env, "run", "--now", NOW.isoformat())
+    _out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    with mock_env(env):
+        archive = Archive(env["OTEL_RAG_ARCHIVE_URL"])
+        for day in _days(7, 40):
+            for signal in SIGNALS:
+                assert Counter(_archived(store, archive, signal, day)) == _seeded_keys(seeded, signal, day)

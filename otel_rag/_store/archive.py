@@ -181,6 +181,19 @@ class Archive:
         with self._fs.open_input_file(self.path(key)) as source:
             return self._pa.parquet.read_table(source, filters=filters)
 
+    def remove_unrecorded(self, signal: str, day: dt.date, part: int, recorded: set[str]) -> None:
+        """Delete this part's objects that the manifest does not record: leftovers of a run killed between its
+        upload and its record, so a re-run leaves the archive exactly as an uninterrupted run would."""
+        import pyarrow.fs as pafs
+
+        folder = self.path(f"signal={signal}/dt={day.isoformat()}")
+        found = self._fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+        prefix = f"part-{part}-"
+        for info in found:
+            key = info.path.removeprefix(self._root + "/")
+            if info.base_name.startswith(prefix) and key not in recorded:
+                self._fs.delete_file(info.path)
+
     def delete(self, key: str) -> None:
         import pyarrow.fs as pafs
 
@@ -209,20 +222,16 @@ def _sha256_of(stream: Any) -> tuple[str, int]:
 
 
 def _s3_options() -> dict[str, Any]:
-    """pyarrow's S3FileSystem options from the standard AWS_* variables (it reads credentials itself too)."""
+    """The endpoint and region of S3 from the standard AWS_* variables, which pyarrow's S3 client does not read
+    itself; credentials come from the AWS SDK's own chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a
+    profile, an instance or pod role)."""
     options: dict[str, Any] = {}
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if endpoint:
         parsed = urlparse(endpoint)
         options["endpoint_override"] = parsed.netloc or endpoint
         options["scheme"] = parsed.scheme or "https"
-        options["force_virtual_addressing"] = False
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region:
         options["region"] = region
-    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
-        options["access_key"] = os.environ["AWS_ACCESS_KEY_ID"]
-        options["secret_key"] = os.environ["AWS_SECRET_ACCESS_KEY"]
-        if os.environ.get("AWS_SESSION_TOKEN"):
-            options["session_token"] = os.environ["AWS_SESSION_TOKEN"]
     return options

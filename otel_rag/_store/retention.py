@@ -211,6 +211,7 @@ class _Store:
                 self._load_archived_keys(day, signal, objects)
             new_rows = self._export(day, signal, anti_join=bool(objects))
             part = (objects[-1]["part"] + 1) if objects else 0
+            self.archive.remove_unrecorded(signal, day, part, {item["object_key"] for item in objects})
             written = self.archive.write(
                 signal, day, part, schema=self._arrow_schema(signal), batches=new_rows, id_column=_ID_COLUMN[signal]
             )

@@ -303,3 +303,41 @@ def copy_logs(services: list[Service], destination: Path) -> None:
     for service in services:
         if service.log_path.exists():
             shutil.copy(service.log_path, destination / service.log_path.name)
+
+
+def versitygw_binary() -> str:
+    return _built("tools/build-versitygw.sh")
+
+
+class S3Server(Service):
+    """versitygw with its posix backend: real S3 on 127.0.0.1, buckets are folders of `workdir/data`."""
+
+    ACCESS_KEY = "otel-rag-test"
+    SECRET_KEY = "otel-rag-test-secret"  # a throwaway server's root key
+
+    def __init__(self, workdir: Path, bucket: str = "archive") -> None:
+        self.address = f"127.0.0.1:{free_port()}"
+        self.data = workdir / "data"
+        (self.data / bucket).mkdir(parents=True, exist_ok=True)
+        self.bucket = bucket
+        env = {"ROOT_ACCESS_KEY": self.ACCESS_KEY, "ROOT_SECRET_KEY": self.SECRET_KEY}
+        super().__init__(
+            "versitygw", [versitygw_binary(), "--port", self.address, "posix", str(self.data)], workdir, env
+        )
+
+    def wait_ready(self) -> None:
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"versitygw exited with {self.process.returncode}:\n{self.log()}")
+            return httpx.get(f"http://{self.address}/", timeout=2).status_code < 500
+
+        wait_until(ready, 30, f"versitygw at {self.address}")
+
+    def client_env(self) -> dict[str, str]:
+        """The standard AWS variables a client of this server needs."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": self.SECRET_KEY,
+            "AWS_ENDPOINT_URL": f"http://{self.address}",
+            "AWS_REGION": "us-east-1",
+        }
