@@ -8,6 +8,7 @@ leaves; the maintainer role is enough and the others are refused; a dry run chan
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import random
 import subprocess
@@ -317,3 +318,61 @@ def test_s3_gone_mid_run_fails_the_run_cleanly_removes_nothing_unarchived_and_th
         for day in _days(7, 40):
             for signal in SIGNALS:
                 assert Counter(_archived(store, archive, signal, day)) == _seeded_keys(seeded, signal, day)
+
+
+# -- the questions, answered from the archive once the rows have left Postgres --------------------------------------
+
+
+def _cli_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[Any, str]:
+    from otel_rag._cli.main import main
+
+    assert main([*args, "--json"]) == 0
+    captured = capsys.readouterr()
+    return json.loads(captured.out), captured.err
+
+
+def test_trace_cost_and_logs_print_the_same_from_the_archive_as_they_did_from_postgres(
+    seeded_store: tuple[Any, Seeded, Archive], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, seeded, archive = seeded_store
+    monkeypatch.setenv("OTEL_RAG_POSTGRES_DSN", store.dsn("rag_reader"))
+    monkeypatch.setenv("OTEL_RAG_ARCHIVE_URL", archive.url)
+    warm_day, cold_day = TODAY - dt.timedelta(days=12), TODAY - dt.timedelta(days=35)
+    keep, _ = expected_warm(seeded, warm_day, POLICY.warm_sample_ratio)
+    thinned_away = sorted(seeded.traces(warm_day) - keep)[0]
+    dropped = sorted(seeded.traces(cold_day))[0]
+    hot = sorted(seeded.traces(TODAY - dt.timedelta(days=2)))[0]
+    window = ("--since", f"{cold_day}T11:00:00+00:00", "--until", f"{TODAY}T23:00:00+00:00", "--limit", "100000")
+    before = {
+        trace: (_cli_json(capsys, "trace", trace)[0], _cli_json(capsys, "cost", trace)[0])
+        for trace in (thinned_away, dropped, hot)
+    }
+    logs_before, _ = _cli_json(capsys, "logs", *window)
+
+    run(store.dsn("rag_maint"), "otel_rag", POLICY, archive, NOW)
+    assert thinned_away not in {trace for trace, _ in _rows(store, "spans", warm_day)}
+    assert _rows(store, "spans", cold_day) == []
+    for trace, (report, cost) in before.items():
+        after, note = _cli_json(capsys, "trace", trace)
+        assert after == report
+        assert ("read from the archive" in note) == (trace != hot)
+        assert _cli_json(capsys, "cost", trace)[0] == cost
+    logs_after, note = _cli_json(capsys, "logs", *window)
+    assert "read from the archive" in note
+    assert logs_after == logs_before
+    assert len(logs_after) == sum(len(seeded.logs[d]) for d in _days(0, 36)) - sum(
+        1 for row in seeded.logs[cold_day] if row["time"] < dt.datetime.combine(cold_day, dt.time(11), tzinfo=dt.UTC)
+    )
+
+
+def test_a_trace_in_neither_the_store_nor_the_archive_is_not_found(
+    seeded_store: tuple[Any, Seeded, Archive], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from otel_rag._cli.main import main
+
+    store, _, archive = seeded_store
+    run(store.dsn("rag_maint"), "otel_rag", POLICY, archive, NOW)
+    monkeypatch.setenv("OTEL_RAG_POSTGRES_DSN", store.dsn("rag_reader"))
+    monkeypatch.setenv("OTEL_RAG_ARCHIVE_URL", archive.url)
+    assert main(["trace", "f" * 32]) == 1
+    assert "neither in the store nor in the archive" in capsys.readouterr().err

@@ -14,14 +14,14 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
 
 from otel_rag._cli.doctor import run_checks
 from otel_rag._cli.retention import add_retention_commands
-from otel_rag._config.settings import CATALOGUE, ConfigError, load_settings, masked
+from otel_rag._config.settings import CATALOGUE, ConfigError, Settings, load_settings, masked
 from otel_rag._store import queries, render
 from otel_rag._store.migrate import drop_partitions_before, ensure_partitions, list_partitions, migrate
 from otel_rag._store.queries import to_jsonable
@@ -87,11 +87,46 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def _store(args: argparse.Namespace) -> tuple[str, str]:
     """(dsn, schema) for a store command, from --dsn or the environment."""
+    dsn, schema, _settings = _store_and_settings(args)
+    return dsn, schema
+
+
+def _store_and_settings(args: argparse.Namespace) -> tuple[str, str, Settings]:
     settings = load_settings()
     dsn = args.dsn or settings.postgres_dsn
     if not dsn:
         raise ConfigError("OTEL_RAG_POSTGRES_DSN", "", "a postgresql:// URL (or pass --dsn)")
-    return dsn, settings.postgres_schema
+    return dsn, settings.postgres_schema, settings
+
+
+def _archive(settings: Settings) -> Any:
+    """The configured archive, or None (not configured, or pyarrow not installed: said once on stderr)."""
+    if not settings.archive_url:
+        return None
+    try:
+        from otel_rag._store.archive import Archive
+
+        return Archive(settings.archive_url)
+    except RuntimeError as error:  # pyarrow missing
+        print(f"otel-rag: the archive is not read: {error}", file=sys.stderr)
+        return None
+
+
+def _trace_from_archive(args: argparse.Namespace, question: Callable[[Any, str], Any]) -> Any:
+    """Ask `question(connection, schema)` about a trace that is not in Postgres of the archived rows."""
+    dsn, schema, settings = _store_and_settings(args)
+    trace_id = queries.validate_trace_id(args.trace_id)
+    archive = _archive(settings)
+    if archive is None:
+        raise queries.TraceNotFound(f"trace {trace_id} is not in the store (and no archive is configured)")
+    from otel_rag._store.from_archive import load_trace, temporary_store
+
+    with psycopg.connect(dsn) as connection, temporary_store(connection, schema) as temporary:
+        if not load_trace(connection, schema, archive, trace_id):
+            raise queries.TraceNotFound(f"trace {trace_id} is neither in the store nor in the archive")
+        answer = question(connection, temporary)
+    print(f"otel-rag: trace {trace_id} has left Postgres; read from the archive", file=sys.stderr)
+    return answer
 
 
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -132,7 +167,12 @@ def _partitions(args: argparse.Namespace) -> int:
 
 def _trace(args: argparse.Namespace) -> int:
     dsn, schema = _store(args)
-    report = queries.debug_trace(dsn, args.trace_id, schema)
+    try:
+        report = queries.debug_trace(dsn, args.trace_id, schema)
+    except queries.TraceNotFound:
+        report = _trace_from_archive(
+            args, lambda connection, temp: queries.debug_trace(connection, args.trace_id, temp)
+        )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -149,23 +189,38 @@ def _errors(args: argparse.Namespace) -> int:
 
 def _cost(args: argparse.Namespace) -> int:
     dsn, schema = _store(args)
-    lines = queries.trace_cost(dsn, args.trace_id, schema)
+    try:
+        lines = queries.trace_cost(dsn, args.trace_id, schema)
+    except queries.TraceNotFound:
+        lines = _trace_from_archive(args, lambda connection, temp: queries.trace_cost(connection, args.trace_id, temp))
     _print(args, lines, render.render_cost(args.trace_id, lines))
     return 0
 
 
 def _logs(args: argparse.Namespace) -> int:
-    dsn, schema = _store(args)
-    lines = queries.search_logs(
-        dsn,
-        since=args.since,
-        until=args.until,
-        service=args.service,
-        level=args.level,
-        grep=args.grep,
-        schema=schema,
-        limit=args.limit,
-    )
+    dsn, schema, settings = _store_and_settings(args)
+    start, end = queries.time_range(args.since, args.until)
+    filters = {"service": args.service, "level": args.level, "grep": args.grep, "limit": args.limit}
+    archive = _archive(settings)
+    lines: list[queries.LogLine] = []
+    with psycopg.connect(dsn) as connection:
+        boundary = None
+        if archive is not None:
+            from otel_rag._store.from_archive import archive_boundary
+
+            boundary = archive_boundary(connection, schema)
+        if boundary is not None and start < boundary:  # the older part of the range has left Postgres
+            from otel_rag._store.from_archive import load_logs, temporary_store
+
+            older_end = min(end, boundary)
+            with temporary_store(connection, schema) as temporary:
+                load_logs(connection, schema, archive, start, older_end)
+                lines = queries.search_logs(connection, since=start, until=older_end, schema=temporary, **filters)
+            print(f"otel-rag: lines before {boundary:%Y-%m-%d} read from the archive", file=sys.stderr)
+            start = older_end
+        if start < end and len(lines) < args.limit:
+            filters["limit"] = args.limit - len(lines)
+            lines += queries.search_logs(connection, since=start, until=end, schema=schema, **filters)
     _print(args, lines, render.render_logs(lines))
     return 0
 

@@ -177,9 +177,15 @@ class Archive:
         with self._fs.open_input_file(self.path(key)) as source:
             return self._pa.parquet.read_table(source, columns=["trace_id", "time", id_column])
 
-    def read(self, key: str, filters: Any = None) -> pa.Table:
-        with self._fs.open_input_file(self.path(key)) as source:
-            return self._pa.parquet.read_table(source, filters=filters)
+    def scan(self, keys: list[str], predicate: Any) -> pa.Table:
+        """The rows of these objects that match a pyarrow.dataset expression. Row groups whose min/max statistics
+        rule the predicate out are not read (a trace id lookup reads one row group per object)."""
+        import pyarrow.dataset as pads
+
+        if not keys:
+            raise ValueError("no archive objects to scan")
+        dataset = pads.dataset([self.path(key) for key in keys], filesystem=self._fs, format="parquet")
+        return dataset.to_table(filter=predicate)
 
     def remove_unrecorded(self, signal: str, day: dt.date, part: int, recorded: set[str]) -> None:
         """Delete this part's objects that the manifest does not record: leftovers of a run killed between its

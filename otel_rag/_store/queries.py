@@ -32,6 +32,7 @@ __all__ = [
     "parse_time",
     "recent_traces",
     "search_logs",
+    "time_range",
     "trace_cost",
     "validate_trace_id",
 ]
@@ -91,7 +92,9 @@ def _parse_time(value: str, now: dt.datetime) -> dt.datetime:
     return parsed if parsed.tzinfo else parsed.astimezone()
 
 
-def _time_range(since: str | dt.datetime | None, until: str | dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
+def time_range(since: str | dt.datetime | None, until: str | dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
+    """[since, until) as aware datetimes: relative forms (-15m), times of today (15:00) or ISO; since defaults to
+    24 hours ago, until to now."""
     now = dt.datetime.now().astimezone()
     start = parse_time(since, now) if isinstance(since, str) else since or now - dt.timedelta(hours=24)
     end = parse_time(until, now) if isinstance(until, str) else until or now
@@ -424,7 +427,7 @@ def find_errors(
     newest first."""
     if user_id is not None and not user_id.strip():
         raise InvalidInput("a user id is required")
-    start, end = _time_range(since, until)
+    start, end = time_range(since, until)
     query = user_errors_sql(schema, any_user=user_id is None)
     with _connected(dsn) as connection, connection.cursor(row_factory=dict_row) as cursor:
         rows = cursor.execute(query, {"user": user_id, "start": start, "end": end, "limit": limit}).fetchall()
@@ -479,7 +482,7 @@ def search_logs(
     """Log lines in a time range (default: the last hour), oldest first, filtered by service, level and text."""
     if since is None:
         since = "-1h"
-    start, end = _time_range(since, until)
+    start, end = time_range(since, until)
     conditions = [sql.SQL("time >= %(start)s"), sql.SQL("time < %(end)s")]
     params: dict[str, Any] = {"start": start, "end": end, "limit": limit}
     if service:
@@ -512,7 +515,7 @@ def recent_traces(
     `min_duration_ms`, those with an error span with `errors_only`."""
     if min_duration_ms is not None and min_duration_ms < 0:
         raise InvalidInput("the minimum duration cannot be negative")
-    start, end = _time_range(since or "-1h", until)
+    start, end = time_range(since or "-1h", until)
     query = recent_traces_sql(schema, min_duration=min_duration_ms is not None, errors_only=errors_only)
     params = {"start": start, "end": end, "min_duration_ms": min_duration_ms, "limit": limit}
     with _connected(dsn) as connection, connection.cursor(row_factory=dict_row) as cursor:
