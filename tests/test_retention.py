@@ -376,3 +376,29 @@ def test_a_trace_in_neither_the_store_nor_the_archive_is_not_found(
     monkeypatch.setenv("OTEL_RAG_ARCHIVE_URL", archive.url)
     assert main(["trace", "f" * 32]) == 1
     assert "neither in the store nor in the archive" in capsys.readouterr().err
+
+
+def test_restore_brings_a_dropped_day_back_whole_twice_without_duplicates_and_the_next_run_drops_it_again(
+    seeded_store: tuple[Any, Seeded, Archive], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, seeded, archive = seeded_store
+    run(store.dsn("rag_maint"), "otel_rag", POLICY, archive, NOW)
+    monkeypatch.setenv("OTEL_RAG_POSTGRES_DSN", store.dsn("rag_maint"))
+    monkeypatch.setenv("OTEL_RAG_ARCHIVE_URL", archive.url)
+    cold_day, warm_day = TODAY - dt.timedelta(days=33), TODAY - dt.timedelta(days=20)
+    for day in (cold_day, warm_day, cold_day):  # the second restore of a day inserts nothing
+        answer, _ = _cli_json(capsys, "restore", "--day", day.isoformat())
+        for signal in SIGNALS:
+            assert Counter(_rows(store, signal, day)) == _seeded_keys(seeded, signal, day)
+    assert answer["inserted"] == {"logs": 0, "spans": 0}
+    again = run(store.dsn("rag_maint"), "otel_rag", POLICY, archive, NOW)
+    assert again.archived_rows == 0  # nothing new: restored rows are the archived ones
+    assert _rows(store, "spans", cold_day) == []
+    keep, _ = expected_warm(seeded, warm_day, POLICY.warm_sample_ratio)
+    assert {trace for trace, _ in _rows(store, "spans", warm_day)} == {
+        trace for trace in keep if any(row["trace_id"] == trace for row in seeded.spans[warm_day])
+    }
+    from otel_rag._cli.main import main
+
+    assert main(["restore", "--day", "2020-01-01"]) == 1
+    assert "not in the archive" in capsys.readouterr().err

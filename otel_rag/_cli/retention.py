@@ -1,4 +1,5 @@
-"""`otel-rag retention run` and `otel-rag retention status`: the log lifecycle from a terminal, cron or a CronJob.
+"""`otel-rag retention run`, `otel-rag retention status` and `otel-rag restore`: the log lifecycle from a terminal,
+cron or a CronJob.
 
 Run it with the maintainer role (it archives, deletes, rewrites and drops partitions); the writer and reader roles
 cannot. Exit status: 0 done (or nothing due), 1 another run holds the lock or a step failed (nothing unarchived
@@ -131,8 +132,34 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _restore(args: argparse.Namespace) -> int:
+    from otel_rag._store.archive import Archive
+    from otel_rag._store.retention import AlreadyRunning, restore
+
+    settings, dsn = _store_settings(args)
+    if not settings.archive_url:
+        raise ConfigError("OTEL_RAG_ARCHIVE_URL", "", "s3://bucket[/prefix] or file:///folder: the archive to read")
+    try:
+        day = dt.date.fromisoformat(args.day)
+    except ValueError:
+        raise ConfigError("--day", args.day, "a date, e.g. 2026-11-03") from None
+    try:
+        inserted = restore(dsn, settings.postgres_schema, Archive(settings.archive_url), day)
+    except (AlreadyRunning, LookupError) as error:
+        print(f"otel-rag: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"day": day.isoformat(), "inserted": inserted}))
+    else:
+        print(
+            f"restored {day}: {inserted['logs']} log lines and {inserted['spans']} spans inserted (rows already in"
+            " Postgres were kept as they were); the next retention run applies the policy to the day again"
+        )
+    return 0
+
+
 def add_retention_commands(commands: Any, store_options: Any) -> None:
-    """`retention run` and `retention status` under the main parser's subcommands."""
+    """`retention run`, `retention status` and `restore` under the main parser's subcommands."""
     retention = commands.add_parser("retention", help="the log lifecycle: archive, thin to the warm set, drop")
     actions = retention.add_subparsers(dest="action", required=True)
     run = actions.add_parser("run", help="do what is due (archive, thin, drop, expire)")
@@ -143,3 +170,7 @@ def add_retention_commands(commands: Any, store_options: Any) -> None:
     for command in (run, status):
         store_options(command)
         command.add_argument("--now", help="the time to plan from (ISO; default: now, UTC)")
+    restore = commands.add_parser("restore", help="bring an archived day back into Postgres (idempotent)")
+    restore.add_argument("--day", required=True, help="the day (UTC), e.g. 2026-11-03")
+    store_options(restore)
+    restore.set_defaults(run=_restore)

@@ -177,6 +177,10 @@ class Archive:
         with self._fs.open_input_file(self.path(key)) as source:
             return self._pa.parquet.read_table(source, columns=["trace_id", "time", id_column])
 
+    def read_all(self, key: str) -> pa.Table:
+        with self._fs.open_input_file(self.path(key)) as source:
+            return self._pa.parquet.read_table(source)
+
     def scan(self, keys: list[str], predicate: Any) -> pa.Table:
         """The rows of these objects that match a pyarrow.dataset expression. Row groups whose min/max statistics
         rule the predicate out are not read (a trace id lookup reads one row group per object)."""

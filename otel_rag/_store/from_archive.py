@@ -19,7 +19,7 @@ from psycopg import sql
 
 from otel_rag._store.archive import Archive
 
-__all__ = ["archive_boundary", "load_logs", "load_trace", "temporary_store"]
+__all__ = ["archive_boundary", "copy_rows", "load_logs", "load_trace", "temporary_store"]
 
 TEMP_SCHEMA = "pg_temp"
 
@@ -66,7 +66,7 @@ def archive_boundary(connection: psycopg.Connection[Any], schema: str) -> dt.dat
     return dt.datetime.combine(row[0] + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
 
 
-def _copy_in(connection: psycopg.Connection[Any], table: str, rows: Any) -> int:
+def copy_rows(connection: psycopg.Connection[Any], table: str, rows: Any) -> int:
     """Arrow rows into a temporary table (jsonb columns arrive as JSON text and are parsed by Postgres)."""
     if rows.num_rows == 0:
         return 0
@@ -89,7 +89,7 @@ def load_trace(connection: psycopg.Connection[Any], schema: str, archive: Archiv
     for signal in ("spans", "logs"):
         keys = _object_keys(connection, schema, signal, None)
         if keys:
-            loaded += _copy_in(connection, signal, archive.scan(keys, pads.field("trace_id") == trace_id))
+            loaded += copy_rows(connection, signal, archive.scan(keys, pads.field("trace_id") == trace_id))
     return loaded
 
 
@@ -103,4 +103,4 @@ def load_logs(
     if not keys:
         return 0
     predicate = (pads.field("time") >= start) & (pads.field("time") < end)
-    return _copy_in(connection, "logs", archive.scan(keys, predicate))
+    return copy_rows(connection, "logs", archive.scan(keys, predicate))

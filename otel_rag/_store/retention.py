@@ -42,6 +42,7 @@ __all__ = [
     "RunReport",
     "day_status",
     "plan",
+    "restore",
     "run",
     "sampler_bound",
 ]
@@ -462,6 +463,55 @@ class _Store:
                 (day, signal),
             )
         return len(objects)
+
+
+def restore(dsn: str, schema: str, archive: Archive, day: dt.date) -> dict[str, int]:
+    """Bring an archived day back into Postgres, whole: rows the partition lacks are inserted, none twice.
+
+    The day then counts as archived and not yet thinned; the next retention run applies the policy to it again
+    (thins or drops it) unless the tiers were lengthened. Returns the rows inserted per signal.
+    """
+    from otel_rag._store.from_archive import copy_rows
+    from otel_rag._store.migrate import ensure_partitions
+
+    inserted: dict[str, int] = {}
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        row = connection.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(schema),)).fetchone()
+        if not row or not row[0]:
+            raise AlreadyRunning("a retention run is in progress on this store (advisory lock held)")
+        try:
+            store = _Store(connection, schema, archive)
+            objects = {signal: store.objects(day, signal) for signal in SIGNALS}
+            if not any(objects.values()):
+                raise LookupError(f"{day} is not in the archive")
+            ensure_partitions(connection, schema, day, day)
+            for signal in SIGNALS:
+                inserted[signal] = 0
+                with connection.transaction():
+                    connection.execute(
+                        sql.SQL("CREATE TEMP TABLE restored (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+                            _ident(schema, signal)
+                        )
+                    )
+                    for item in objects[signal]:
+                        copy_rows(connection, "restored", archive.read_all(item["object_key"]))
+                    cursor = connection.execute(
+                        sql.SQL("INSERT INTO {} SELECT * FROM restored ON CONFLICT DO NOTHING").format(
+                            _ident(schema, signal)
+                        )
+                    )
+                    inserted[signal] = cursor.rowcount
+                    count, checksum = _count_and_checksum(connection, schema, signal, day)
+                    connection.execute(
+                        sql.SQL(
+                            "UPDATE {} SET state = 'archived', store_rows = %s, store_checksum = %s,"
+                            " bytes_freed = NULL, updated_at = now() WHERE day = %s AND signal = %s"
+                        ).format(store.table("retention_days")),
+                        (count, checksum, day, signal),
+                    )
+        finally:
+            connection.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(schema),))
+    return inserted
 
 
 # A trace (or record) id kept by the SDK's TraceIdRatioBased sampler: its low 64 bits, unsigned, below the bound.
