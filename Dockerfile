@@ -16,7 +16,7 @@ COPY otel_rag ./otel_rag
 COPY --from=ui /src/otel_rag/web/static ./otel_rag/web/static
 COPY migrations ./migrations
 COPY examples ./examples
-RUN pip install --no-cache-dir '.[examples,langsmith,web]'
+RUN pip install --no-cache-dir '.[archive,examples,langsmith,web]'
 ENV OTEL_PYTHON_DISTRO=otel_rag
 EXPOSE 8000
 CMD ["opentelemetry-instrument", "uvicorn", "examples.rag_app.main:app", "--host", "0.0.0.0", "--port", "8000"]

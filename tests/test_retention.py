@@ -402,3 +402,35 @@ def test_restore_brings_a_dropped_day_back_whole_twice_without_duplicates_and_th
 
     assert main(["restore", "--day", "2020-01-01"]) == 1
     assert "not in the archive" in capsys.readouterr().err
+
+
+def test_the_debug_server_reports_the_runs_for_prometheus_behind_its_token(
+    seeded_store: tuple[Any, Seeded, Archive],
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+    from starlette.testclient import TestClient
+
+    from otel_rag.web._access import DebugConfig
+    from otel_rag.web._server import create_app
+
+    store, _, archive = seeded_store
+    token = "retention-metrics-token-0123456789"
+    client = TestClient(create_app(DebugConfig(dsn=store.dsn("rag_reader"), token=token)))
+    auth = {"Authorization": f"Bearer {token}"}
+    assert client.get("/debug/metrics").status_code == 401
+    never = client.get("/debug/metrics", headers=auth)
+    assert never.status_code == 200 and never.text == ""  # no run recorded: nothing for an alert to see
+    report = run(store.dsn("rag_maint"), "otel_rag", POLICY, archive, NOW)
+    answer = client.get("/debug/metrics", headers=auth)
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+    assert samples[("otel_rag_retention_rows_total", (("action", "archived"),))] == report.archived_rows
+    assert samples[("otel_rag_retention_rows_total", (("action", "dropped"),))] == report.dropped_rows
+    assert samples[("otel_rag_retention_freed_bytes_total", ())] == report.bytes_freed > 0
+    assert samples[("otel_rag_retention_last_run_ok", ())] == 1
+    assert abs(samples[("otel_rag_retention_last_success_timestamp_seconds", ())] - time.time()) < 120
+    assert samples[("otel_rag_retention_days", (("state", "thinned"),))] == 23

@@ -146,10 +146,14 @@ class Archive:
         with tempfile.TemporaryDirectory(prefix="otel-rag-archive-") as folder:
             local = os.path.join(folder, "part.parquet")
             with pq.ParquetWriter(local, schema, compression="zstd", write_statistics=True) as writer:
+                pending: list[pa.RecordBatch] = []
                 for batch in batches:
                     rows += batch.num_rows
                     checksum += _batch_checksum(batch, id_column)
-                    writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
+                    pending.append(batch)
+                    if sum(item.num_rows for item in pending) >= ROW_GROUP_ROWS:
+                        pending = _write_groups(writer, pending, final=False)
+                _write_groups(writer, pending, final=True)
             digest, size = _sha256_of(open(local, "rb"))  # noqa: SIM115 - closed by _sha256_of
             key = self.object_key(signal, day, part, checksum % (1 << 64))
             self._fs.create_dir(self.path(key).rsplit("/", 1)[0], recursive=True)
@@ -215,6 +219,18 @@ class Archive:
         import pyarrow.fs as pafs
 
         return bool(self._fs.get_file_info(self.path(key)).type != pafs.FileType.NotFound)
+
+
+def _write_groups(writer: Any, batches: list[pa.RecordBatch], *, final: bool) -> list[pa.RecordBatch]:
+    """Write whole row groups of ROW_GROUP_ROWS rows (and, when `final`, the rest); return what is left over."""
+    pa = _pyarrow()
+    if not batches:
+        return []
+    table = pa.Table.from_batches(batches)
+    whole = table.num_rows if final else table.num_rows - table.num_rows % ROW_GROUP_ROWS
+    if whole:
+        writer.write_table(table.slice(0, whole), row_group_size=ROW_GROUP_ROWS)
+    return table.slice(whole).to_batches() if whole < table.num_rows else []
 
 
 class ArchiveMismatch(RuntimeError):

@@ -44,6 +44,7 @@ __all__ = [
     "plan",
     "restore",
     "run",
+    "run_figures",
     "sampler_bound",
 ]
 
@@ -465,6 +466,38 @@ class _Store:
         return len(objects)
 
 
+def run_figures(connection: psycopg.Connection[Any], schema: str) -> dict[str, Any] | None:
+    """What the retention metrics report, read from the manifest (None: no run was ever recorded).
+
+    last_success/last_run: epoch seconds (0 when no run succeeded); rows: archived, thinned and dropped by every run
+    recorded; bytes_freed; days: how many days are in each state.
+    """
+    runs = sql.Identifier(schema, "retention_runs")
+    row = connection.execute(
+        sql.SQL(
+            "SELECT count(*), coalesce(extract(epoch FROM max(finished_at) FILTER (WHERE ok)), 0),"
+            " coalesce(extract(epoch FROM max(started_at)), 0), coalesce(sum(archived_rows), 0),"
+            " coalesce(sum(thinned_rows), 0), coalesce(sum(dropped_rows), 0), coalesce(sum(bytes_freed), 0),"
+            " coalesce((SELECT ok FROM {runs} ORDER BY id DESC LIMIT 1), false) FROM {runs}"
+        ).format(runs=runs)
+    ).fetchone()
+    if not row or not row[0]:
+        return None
+    states = connection.execute(
+        sql.SQL("SELECT state, count(DISTINCT day) FROM {} GROUP BY state").format(
+            sql.Identifier(schema, "retention_days")
+        )
+    ).fetchall()
+    return {
+        "last_success": float(row[1]),
+        "last_run": float(row[2]),
+        "last_run_ok": bool(row[7]),
+        "rows": {"archived": int(row[3]), "thinned": int(row[4]), "dropped": int(row[5])},
+        "bytes_freed": int(row[6]),
+        "days": {str(state): int(count) for state, count in states},
+    }
+
+
 def restore(dsn: str, schema: str, archive: Archive, day: dt.date) -> dict[str, int]:
     """Bring an archived day back into Postgres, whole: rows the partition lacks are inserted, none twice.
 
@@ -614,7 +647,7 @@ def run(
 
 def _start_run(store: _Store, now: dt.datetime) -> int:
     row = store.connection.execute(
-        sql.SQL("INSERT INTO {} (started_at) VALUES (%s) RETURNING id").format(store.table("retention_runs")), (now,)
+        sql.SQL("INSERT INTO {} (started_at) VALUES (now()) RETURNING id").format(store.table("retention_runs"))
     ).fetchone()
     assert row is not None
     return int(row[0])

@@ -19,7 +19,7 @@ import psycopg
 from fastapi import APIRouter
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from otel_rag._store import problems, queries
 from otel_rag.web._access import AccessDenied, DebugConfig, check_access, config_of
@@ -171,6 +171,73 @@ def parse_duration_ms(value: str | None) -> float | None:
     if not match:
         raise queries.InvalidInput(f"min_duration {value!r} is not valid: use 250ms, 1.5s, 2m or milliseconds")
     return float(match[1]) * _DURATION_UNITS[match[2]]
+
+
+def _prometheus_text(figures: dict[str, Any] | None) -> str:
+    """The retention job's figures in the Prometheus text format (nothing when no run was ever recorded, so an
+    alert on them never fires for a store that does not use retention)."""
+    if figures is None:
+        return ""
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        lines.extend((f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"))
+        lines.extend(f"{name}{labels} {value:.17g}" for labels, value in samples)
+
+    metric(
+        "otel_rag_retention_last_success_timestamp_seconds",
+        "gauge",
+        "When the last successful retention run finished (0: none succeeded).",
+        [("", figures["last_success"])],
+    )
+    metric(
+        "otel_rag_retention_last_run_timestamp_seconds",
+        "gauge",
+        "When the last retention run started.",
+        [("", figures["last_run"])],
+    )
+    metric(
+        "otel_rag_retention_last_run_ok",
+        "gauge",
+        "1 when the last retention run succeeded.",
+        [("", 1.0 if figures["last_run_ok"] else 0.0)],
+    )
+    metric(
+        "otel_rag_retention_rows_total",
+        "counter",
+        "Rows archived, removed by thinning and dropped with their partition, by every retention run.",
+        [(f'{{action="{action}"}}', float(count)) for action, count in sorted(figures["rows"].items())],
+    )
+    metric(
+        "otel_rag_retention_freed_bytes_total",
+        "counter",
+        "Postgres bytes freed by retention runs.",
+        [("", float(figures["bytes_freed"]))],
+    )
+    metric(
+        "otel_rag_retention_days",
+        "gauge",
+        "Days (and signals) in each retention state.",
+        [(f'{{state="{state}"}}', float(count)) for state, count in sorted(figures["days"].items())],
+    )
+    return "\n".join(lines) + "\n"
+
+
+@api_router.get("/debug/metrics", include_in_schema=False)
+def retention_metrics(request: Request) -> Response:
+    """The retention job's health for Prometheus (same access as the API: the bearer token, or local clients)."""
+    from otel_rag._store.retention import run_figures
+
+    config = config_of(request)
+    try:
+        check_access(request, config)
+        if not config.dsn:
+            raise _NoStore
+        with psycopg.connect(config.dsn, connect_timeout=5, options="-c statement_timeout=15000") as connection:
+            figures = run_figures(connection, config.schema)
+    except Exception as error:  # _failure maps the known ones and re-raises the rest
+        return _failure(error)
+    return Response(_prometheus_text(figures), media_type="text/plain; version=0.0.4", headers=_NO_STORE)
 
 
 @api_router.get("/debug/api/traces/{trace_id}", responses=_answers(TraceAnswer))
