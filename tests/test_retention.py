@@ -164,6 +164,35 @@ def test_a_dry_run_changes_nothing_and_says_what_a_run_would_keep(seeded_store: 
     kept_rows = sum(1 for row in seeded.spans[day] if row["trace_id"] in keep)
     kept_rows += sum(1 for row in seeded.logs[day] if row["trace_id"] in keep) + kept_lines
     assert plans[day].rows_kept == kept_rows
+    assert all(plans[d].bytes_freed == plans[d].bytes > 0 for d in _days(30, 40))
+    assert 0 < (plans[day].bytes_freed or 0) < plans[day].bytes
+    assert report.bytes_freed == sum(p.bytes_freed or 0 for p in report.days)
+
+
+def test_the_commands_say_what_is_due_what_was_done_and_where_each_day_stands(
+    seeded_store: tuple[Any, Seeded, Archive], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from otel_rag._cli.main import main
+
+    store, _, archive = seeded_store
+    monkeypatch.setenv("OTEL_RAG_POSTGRES_DSN", store.dsn("rag_maint"))
+    now = ["--now", NOW.isoformat()]
+    assert main(["retention", "run", "--dry-run", *now]) == 2  # days are due and no archive is configured
+    assert "OTEL_RAG_ARCHIVE_URL" in capsys.readouterr().err
+    monkeypatch.setenv("OTEL_RAG_ARCHIVE_URL", archive.url)
+    assert main(["retention", "run", "--dry-run", *now]) == 0
+    plan = capsys.readouterr().out
+    assert "retention (would do): 35 of 43 days due" in plan and "would free about" in plan
+    assert f"{TODAY - dt.timedelta(days=12)}  warm    archive+thin" in plan
+    assert main(["retention", "run", *now]) == 0
+    done = capsys.readouterr()
+    assert "retention (done)" in done.out and "archived 7" in done.out
+    assert f"[1/35] {TODAY - dt.timedelta(days=41)}" in done.err  # progress, oldest day first
+    assert main(["retention", "status", *now]) == 0
+    status = capsys.readouterr().out
+    assert f"{TODAY - dt.timedelta(days=12)}  warm" in status and "thinned/thinned" in status
+    assert f"{TODAY - dt.timedelta(days=3)}  hot" in status and "last run:" in status and ", ok" in status
+    assert main(["retention", "run", "--now", "yesterday"]) == 2
 
 
 def test_only_the_maintainer_role_can_run_it_and_two_runs_never_overlap(
@@ -434,3 +463,28 @@ def test_the_debug_server_reports_the_runs_for_prometheus_behind_its_token(
     assert samples[("otel_rag_retention_last_run_ok", ())] == 1
     assert abs(samples[("otel_rag_retention_last_success_timestamp_seconds", ())] - time.time()) < 120
     assert samples[("otel_rag_retention_days", (("state", "thinned"),))] == 23
+
+
+def test_the_debug_api_answers_a_trace_from_the_archive_as_it_did_from_postgres(
+    seeded_store: tuple[Any, Seeded, Archive],
+) -> None:
+    from starlette.testclient import TestClient
+
+    from otel_rag.web._access import DebugConfig
+    from otel_rag.web._server import create_app
+
+    store, seeded, archive = seeded_store
+    token = "archive-api-token-0123456789"
+    auth = {"Authorization": f"Bearer {token}"}
+    with_archive = TestClient(create_app(DebugConfig(store.dsn("rag_reader"), token=token, archive_url=archive.url)))
+    without = TestClient(create_app(DebugConfig(store.dsn("rag_reader"), token=token)))
+    dropped = sorted(seeded.traces(TODAY - dt.timedelta(days=31)))[0]
+    before = with_archive.get(f"/debug/api/traces/{dropped}", headers=auth).json()
+    assert before["from_archive"] is False
+    run(store.dsn("rag_maint"), "otel_rag", POLICY, archive, NOW)
+    assert without.get(f"/debug/api/traces/{dropped}", headers=auth).status_code == 404
+    after = with_archive.get(f"/debug/api/traces/{dropped}", headers=auth)
+    assert after.status_code == 200
+    assert after.json() == {**before, "from_archive": True}
+    missing = with_archive.get(f"/debug/api/traces/{'e' * 32}", headers=auth)
+    assert missing.status_code == 404 and "neither in the store nor in the archive" in missing.json()["error"]

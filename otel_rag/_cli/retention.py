@@ -92,8 +92,11 @@ def _run(args: argparse.Namespace) -> int:
     for day in due:
         rows = sum(day.rows.values())
         kept = f", {day.rows_kept} rows kept" if day.rows_kept is not None else ""
-        print(f"  {day.day}  {day.tier:<7} {day.action:<13} {rows} rows in Postgres{kept}, {_size(day.bytes)}")
-    if not report.dry_run:
+        freed = f", frees about {_size(day.bytes_freed)}" if day.bytes_freed is not None else ""
+        print(f"  {day.day}  {day.tier:<7} {day.action:<13} {rows} rows in Postgres{kept}, {_size(day.bytes)}{freed}")
+    if report.dry_run:
+        print(f"would free about {_size(report.bytes_freed)}")
+    else:
         print(
             f"archived {report.archived_rows} rows, thinned {report.thinned_rows}, dropped {report.dropped_rows}, "
             f"expired {report.expired_objects} objects, freed {_size(report.bytes_freed)}"

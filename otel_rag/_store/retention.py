@@ -98,6 +98,7 @@ class DayPlan:
     action: str  # none, archive+thin, thin, rewrite, archive+drop, drop, expire
     rows_kept: int | None = None  # warm rows after thinning (logs + spans), when the plan computed them
     bytes: int = 0  # bytes of the day's partitions in Postgres
+    bytes_freed: int | None = None  # a dry run's estimate: all of them when dropped, in proportion when thinned
 
 
 @dataclass
@@ -304,6 +305,8 @@ class _Store:
     def lock_and_verify(self, day: dt.date, signals: set[str], mode: str) -> bool:
         """Inside a transaction: lock the day's partitions against writes, and check that they hold exactly what
         the records say (all of it archived). False: rows arrived since; archive them first."""
+        # Never queue the sink's writes behind us for long: a lock not granted in 5 s fails the run (run again).
+        self.connection.execute("SET LOCAL lock_timeout = '5s'")
         for signal in sorted(signals):
             self.connection.execute(
                 sql.SQL("LOCK TABLE {} IN " + mode + " MODE").format(_ident(self.schema, _partition(signal, day)))
@@ -628,8 +631,13 @@ def run(
             bound = sampler_bound(policy.warm_sample_ratio)
             if dry_run:
                 for day in due:
+                    rows = sum(day.rows.values())
                     if day.action.endswith("thin"):
                         day.rows_kept = _rows_kept(store, day.day, bound)
+                        day.bytes_freed = day.bytes - day.bytes * day.rows_kept // rows if rows else 0
+                    elif day.action.endswith("drop"):
+                        day.bytes_freed = day.bytes
+                report.bytes_freed = sum(day.bytes_freed or 0 for day in due)
                 return report
             run_id = _start_run(store, now)
             try:

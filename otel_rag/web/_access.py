@@ -29,6 +29,7 @@ class DebugConfig:
     schema: str = "otel_rag"
     token: str | None = None
     trace_viewer_url: str | None = None  # contains {trace_id}
+    archive_url: str | None = None  # traces that have left Postgres are read from here (docs/retention.md)
     # Only `otel-rag serve` on 127.0.0.1 sets this: without a token, its own socket peers on loopback may read.
     loopback_without_token: bool = False
 
@@ -41,6 +42,7 @@ class DebugConfig:
             schema=settings.postgres_schema,
             token=settings.debug_token,
             trace_viewer_url=settings.trace_viewer_url,
+            archive_url=settings.archive_url,
         )
 
 

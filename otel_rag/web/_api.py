@@ -59,6 +59,7 @@ class TraceAnswer(BaseModel):
     slowest_stage: str | None
     links: dict[str, str | None]
     truncated: bool
+    from_archive: bool  # read from the retention archive: the trace has left Postgres
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -245,7 +246,13 @@ def get_trace(request: Request, trace_id: str) -> JSONResponse:
     """One trace: the span waterfall with each span's logs, totals, and links to the trace viewer and LangSmith."""
 
     def query(connection: psycopg.Connection[Any], config: DebugConfig) -> dict[str, Any]:
-        report = queries.debug_trace(connection, trace_id, schema=config.schema)
+        from_archive = False
+        try:
+            report = queries.debug_trace(connection, trace_id, schema=config.schema)
+        except queries.TraceNotFound:
+            if not config.archive_url:
+                raise
+            report, from_archive = _archived_trace(connection, config, trace_id), True
         truncated = len(report.spans) > MAX_SPANS
         report.spans = report.spans[:MAX_SPANS]
         payload = report.to_dict()
@@ -253,9 +260,28 @@ def get_trace(request: Request, trace_id: str) -> JSONResponse:
         viewer = config.trace_viewer_url.replace("{trace_id}", report.trace_id) if config.trace_viewer_url else None
         payload["links"] = {"trace_viewer": viewer, "langsmith": langsmith if isinstance(langsmith, str) else None}
         payload["truncated"] = truncated
+        payload["from_archive"] = from_archive
         return payload
 
     return _answer(request, query)
+
+
+def _archived_trace(connection: psycopg.Connection[Any], config: DebugConfig, trace_id: str) -> queries.TraceReport:
+    """A trace that has left Postgres, from the archive (the same report, read from temporary tables)."""
+    from otel_rag._store.archive import Archive
+    from otel_rag._store.from_archive import load_trace, temporary_store
+
+    assert config.archive_url is not None
+    trace_id = queries.validate_trace_id(trace_id)
+    try:
+        archive = Archive(config.archive_url)
+    except RuntimeError as error:  # pyarrow is not installed
+        _logger.warning("debug API: the archive is not read: %s", error)
+        raise queries.TraceNotFound(f"trace {trace_id} is not in the store (the archive cannot be read here)") from None
+    with temporary_store(connection, config.schema) as temporary:
+        if not load_trace(connection, config.schema, archive, trace_id):
+            raise queries.TraceNotFound(f"trace {trace_id} is neither in the store nor in the archive")
+        return queries.debug_trace(connection, trace_id, schema=temporary)
 
 
 @api_router.get("/debug/api/traces", responses=_answers(list[queries.TraceSummary]))

@@ -46,6 +46,8 @@ export interface TraceReport {
   cost_usd: number | null;
   slowest_stage: string | null;
   links: { trace_viewer: string | null; langsmith: string | null };
+  truncated?: boolean;
+  from_archive?: boolean; // read from the retention archive: the trace has left Postgres
 }
 
 export interface ErrorEntry {

@@ -30,6 +30,11 @@ export function TracePage({ traceId, onAuthError }: { traceId: string; onAuthErr
         <p className="muted">
           {formatTime(report.start)} · {report.services.join(", ")} · {report.spans.length} spans
         </p>
+        {report.from_archive && (
+          <p className="muted" data-testid="from-archive">
+            Read from the archive: this trace has left Postgres (retention).
+          </p>
+        )}
       </header>
       <SummaryBar report={report} />
       <div className="trace-body">
