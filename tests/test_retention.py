@@ -35,6 +35,8 @@ def mock_env(env: dict[str, str]) -> Any:
     return mock.patch.dict(os.environ, env)
 
 
+pytestmark = pytest.mark.integration  # real PostgreSQL servers, S3, CLI processes: `make test`, not `make check`
+
 TODAY = dt.date(2026, 11, 30)
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 POLICY = Policy(hot_days=7, warm_days=30, warm_sample_ratio=0.1, archive_days=365)
@@ -84,7 +86,22 @@ def seeded_store(store: Any, tmp_path: Path) -> tuple[Any, Seeded, Archive]:
 def test_one_run_leaves_hot_days_whole_warm_days_thinned_to_whole_interesting_traces_and_old_days_archived(
     seeded_store: tuple[Any, Seeded, Archive],
 ) -> None:
-    store, seeded, archive = seeded_store
+    _one_run_keeps_every_promise(*seeded_store)
+
+
+def test_the_oldest_supported_postgres_15_runs_it_the_same(tmp_path: Path) -> None:
+    from tests.support.postgres import DEBIAN_PG15, Database, start_server
+
+    server = start_server(DEBIAN_PG15)
+    try:
+        assert "15." in server.version()
+        store = Database(server)
+        _one_run_keeps_every_promise(store, seed(store.dsn(), TODAY), Archive(f"file://{tmp_path}/archive"))
+    finally:
+        server.remove()
+
+
+def _one_run_keeps_every_promise(store: Any, seeded: Seeded, archive: Archive) -> None:
     report = run(store.dsn("rag_maint"), "otel_rag", POLICY, archive, NOW)
     old_days = [day for day in {*seeded.spans, *seeded.logs} if (TODAY - day).days >= 7]  # day 40 holds one root
     assert report.archived_rows == sum(len(seeded.spans[d]) + len(seeded.logs[d]) for d in old_days)
