@@ -505,3 +505,27 @@ def test_the_debug_api_answers_a_trace_from_the_archive_as_it_did_from_postgres(
     assert after.json() == {**before, "from_archive": True}
     missing = with_archive.get(f"/debug/api/traces/{'e' * 32}", headers=auth)
     assert missing.status_code == 404 and "neither in the store nor in the archive" in missing.json()["error"]
+
+
+def test_days_past_the_archive_days_leave_the_archive_too(seeded_store: tuple[Any, Seeded, Archive]) -> None:
+    store, seeded, archive = seeded_store
+    short = Policy(hot_days=7, warm_days=30, warm_sample_ratio=0.1, archive_days=35)
+    first = run(store.dsn("rag_maint"), "otel_rag", short, archive, NOW)
+    assert first.expired_objects == 2 * 7  # ages 35..41, logs and spans
+    later = run(store.dsn("rag_maint"), "otel_rag", short, archive, NOW + dt.timedelta(days=2))
+    assert later.expired_objects == 2 * 2  # ages 33 and 34 two days later
+    with psycopg.connect(store.dsn()) as connection:
+        states: dict[dt.date, str] = dict(
+            connection.execute("SELECT day, min(state) FROM otel_rag.retention_days GROUP BY day").fetchall()
+        )
+        kept_objects = {row[0] for row in connection.execute("SELECT DISTINCT day FROM otel_rag.retention_objects")}
+    today = TODAY + dt.timedelta(days=2)
+    assert {day for day, state in states.items() if state == "expired"} == {
+        day for day in states if (today - day).days >= 35
+    }
+    assert all((today - day).days < 35 for day in kept_objects)
+    files = {p.name for p in Path(archive.url.removeprefix("file://")).rglob("*.parquet")}
+    assert len(files) == 2 * len(kept_objects)
+    assert Counter(_archived(store, archive, "spans", TODAY - dt.timedelta(days=32))) == _seeded_keys(
+        seeded, "spans", TODAY - dt.timedelta(days=32)
+    )
