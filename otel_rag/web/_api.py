@@ -118,17 +118,24 @@ def _store_unavailable(error: psycopg.OperationalError) -> JSONResponse:
     return _error(503, "the store is unreachable; try again shortly")
 
 
-def _answer(request: Request, query: Query) -> JSONResponse:
-    """Access check, connection, the query, and every failure as a JSON error; the answer bounded in size."""
+def _ask_store(request: Request, query: Query) -> tuple[Any, JSONResponse | None]:
+    """Access check, connection and the query: (its result, None), or (None, the failure as a JSON error)."""
     config = config_of(request)
     try:
         check_access(request, config)
         if not config.dsn:
             raise _NoStore
         with psycopg.connect(config.dsn, connect_timeout=5, options="-c statement_timeout=15000") as connection:
-            payload = query(connection, config)
+            return query(connection, config), None
     except Exception as error:  # _failure maps the known ones and re-raises the rest
-        return _failure(error)
+        return None, _failure(error)
+
+
+def _answer(request: Request, query: Query) -> JSONResponse:
+    """The query's answer as JSON, bounded in size; every failure as a JSON error."""
+    payload, failure = _ask_store(request, query)
+    if failure is not None:
+        return failure
     response = JSONResponse(_cut_strings(queries.to_jsonable(payload)), headers=_NO_STORE)
     if len(response.body) > MAX_BODY:
         return _error(413, "this answer is too large to show here: narrow it, or use `otel-rag trace <id> --json`")
@@ -229,15 +236,9 @@ def retention_metrics(request: Request) -> Response:
     """The retention job's health for Prometheus (same access as the API: the bearer token, or local clients)."""
     from otel_rag._store.retention import run_figures
 
-    config = config_of(request)
-    try:
-        check_access(request, config)
-        if not config.dsn:
-            raise _NoStore
-        with psycopg.connect(config.dsn, connect_timeout=5, options="-c statement_timeout=15000") as connection:
-            figures = run_figures(connection, config.schema)
-    except Exception as error:  # _failure maps the known ones and re-raises the rest
-        return _failure(error)
+    figures, failure = _ask_store(request, lambda connection, config: run_figures(connection, config.schema))
+    if failure is not None:
+        return failure
     return Response(_prometheus_text(figures), media_type="text/plain; version=0.0.4", headers=_NO_STORE)
 
 
