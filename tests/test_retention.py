@@ -498,7 +498,16 @@ def test_the_debug_api_answers_a_trace_from_the_archive_as_it_did_from_postgres(
     dropped = sorted(seeded.traces(TODAY - dt.timedelta(days=31)))[0]
     before = with_archive.get(f"/debug/api/traces/{dropped}", headers=auth).json()
     assert before["from_archive"] is False
+    window = {
+        "since": f"{TODAY - dt.timedelta(days=32)}T12:00:00Z",
+        "until": f"{TODAY - dt.timedelta(days=5)}",
+        "limit": "5000",
+    }
+    logs_before = with_archive.get("/debug/api/logs", params=window, headers=auth).json()
+    assert 1000 < len(logs_before) < 5000  # the whole window, under the limit
     run(store.dsn("rag_maint"), "otel_rag", POLICY, archive, NOW)
+    assert with_archive.get("/debug/api/logs", params=window, headers=auth).json() == logs_before
+    assert len(without.get("/debug/api/logs", params=window, headers=auth).json()) < len(logs_before) / 2
     assert without.get(f"/debug/api/traces/{dropped}", headers=auth).status_code == 404
     after = with_archive.get(f"/debug/api/traces/{dropped}", headers=auth)
     assert after.status_code == 200

@@ -198,29 +198,16 @@ def _cost(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
+    from otel_rag._store.from_archive import search_logs
+
     dsn, schema, settings = _store_and_settings(args)
-    start, end = queries.time_range(args.since, args.until)
-    filters = {"service": args.service, "level": args.level, "grep": args.grep, "limit": args.limit}
-    archive = _archive(settings)
-    lines: list[queries.LogLine] = []
+    filters = {"service": args.service, "level": args.level, "grep": args.grep}
     with psycopg.connect(dsn) as connection:
-        boundary = None
-        if archive is not None:
-            from otel_rag._store.from_archive import archive_boundary
-
-            boundary = archive_boundary(connection, schema)
-        if boundary is not None and start < boundary:  # the older part of the range has left Postgres
-            from otel_rag._store.from_archive import load_logs, temporary_store
-
-            older_end = min(end, boundary)
-            with temporary_store(connection, schema) as temporary:
-                load_logs(connection, schema, archive, start, older_end)
-                lines = queries.search_logs(connection, since=start, until=older_end, schema=temporary, **filters)
-            print(f"otel-rag: lines before {boundary:%Y-%m-%d} read from the archive", file=sys.stderr)
-            start = older_end
-        if start < end and len(lines) < args.limit:
-            filters["limit"] = args.limit - len(lines)
-            lines += queries.search_logs(connection, since=start, until=end, schema=schema, **filters)
+        lines, boundary = search_logs(
+            connection, schema, _archive(settings), since=args.since, until=args.until, limit=args.limit, **filters
+        )
+    if boundary is not None:
+        print(f"otel-rag: lines before {boundary:%Y-%m-%d} read from the archive", file=sys.stderr)
     _print(args, lines, render.render_logs(lines))
     return 0
 

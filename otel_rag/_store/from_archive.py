@@ -17,9 +17,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from otel_rag._store import queries
 from otel_rag._store.archive import Archive
 
-__all__ = ["archive_boundary", "copy_rows", "load_logs", "load_trace", "temporary_store"]
+__all__ = ["archive_boundary", "copy_rows", "load_logs", "load_trace", "search_logs", "temporary_store"]
 
 TEMP_SCHEMA = "pg_temp"
 
@@ -104,3 +105,36 @@ def load_logs(
         return 0
     predicate = (pads.field("time") >= start) & (pads.field("time") < end)
     return copy_rows(connection, "logs", archive.scan(keys, predicate))
+
+
+def search_logs(
+    connection: psycopg.Connection[Any],
+    schema: str,
+    archive: Archive | None,
+    *,
+    since: str | dt.datetime | None,
+    until: str | dt.datetime | None,
+    limit: int,
+    **filters: str | None,
+) -> tuple[list[queries.LogLine], dt.datetime | None]:
+    """queries.search_logs over the archive and the store: the part of the range before the archive boundary (the
+    days that have left Postgres, whole in the archive) is read from the archive, the rest from Postgres. Returns
+    the lines, oldest first, and the boundary when the archive was read (None otherwise)."""
+    start, end = queries.time_range(since, until)
+    boundary = archive_boundary(connection, schema) if archive is not None else None
+    lines: list[queries.LogLine] = []
+    if archive is not None and boundary is not None and start < boundary:
+        older_end = min(end, boundary)
+        with temporary_store(connection, schema) as temporary:
+            load_logs(connection, schema, archive, start, older_end)
+            lines = queries.search_logs(
+                connection, since=start, until=older_end, schema=temporary, limit=limit, **filters
+            )
+        start = older_end
+    else:
+        boundary = None
+    if start < end and len(lines) < limit:
+        lines += queries.search_logs(
+            connection, since=start, until=end, schema=schema, limit=limit - len(lines), **filters
+        )
+    return lines, boundary

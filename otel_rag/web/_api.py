@@ -267,18 +267,27 @@ def get_trace(request: Request, trace_id: str) -> JSONResponse:
     return _answer(request, query)
 
 
+def _archive(config: DebugConfig) -> Any:
+    """The configured archive, or None (none configured, or pyarrow is not installed: logged)."""
+    if not config.archive_url:
+        return None
+    from otel_rag._store.archive import Archive
+
+    try:
+        return Archive(config.archive_url)
+    except RuntimeError as error:
+        _logger.warning("debug API: the archive is not read: %s", error)
+        return None
+
+
 def _archived_trace(connection: psycopg.Connection[Any], config: DebugConfig, trace_id: str) -> queries.TraceReport:
     """A trace that has left Postgres, from the archive (the same report, read from temporary tables)."""
-    from otel_rag._store.archive import Archive
     from otel_rag._store.from_archive import load_trace, temporary_store
 
-    assert config.archive_url is not None
     trace_id = queries.validate_trace_id(trace_id)
-    try:
-        archive = Archive(config.archive_url)
-    except RuntimeError as error:  # pyarrow is not installed
-        _logger.warning("debug API: the archive is not read: %s", error)
-        raise queries.TraceNotFound(f"trace {trace_id} is not in the store (the archive cannot be read here)") from None
+    archive = _archive(config)
+    if archive is None:
+        raise queries.TraceNotFound(f"trace {trace_id} is not in the store (the archive cannot be read here)")
     with temporary_store(connection, config.schema) as temporary:
         if not load_trace(connection, config.schema, archive, trace_id):
             raise queries.TraceNotFound(f"trace {trace_id} is neither in the store nor in the archive")
@@ -351,15 +360,19 @@ def list_logs(
     """Log lines in a time range, oldest first (what changed at 3pm), filtered by level, service and text."""
 
     def query(connection: psycopg.Connection[Any], config: DebugConfig) -> Any:
-        return queries.search_logs(
+        from otel_rag._store.from_archive import search_logs
+
+        lines, _boundary = search_logs(  # days that have left Postgres are read from the archive
             connection,
+            config.schema,
+            _archive(config),
             since=_text(since, "since") or "-1h",
             until=_text(until, "until"),
             level=_text(level, "level"),
             service=_text(service, "service"),
             grep=_text(grep, "grep"),
-            schema=config.schema,
             limit=_limit(limit, 500, 5000),
         )
+        return lines
 
     return _answer(request, query)
