@@ -12,7 +12,7 @@ import argparse
 import datetime as dt
 import json
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import psycopg
 
@@ -54,6 +54,47 @@ def _size(count: int) -> str:
     return f"{count} B"
 
 
+class ProgressBar:
+    """The run's progress on stderr: on a terminal one line redrawn in place (the day, its action and a bar of the
+    rows exported so far); otherwise one line per day, for logs."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.live = stream.isatty()
+        self.plan: Any = None
+        self.prefix = ""
+        self.done = 0
+
+    def day(self, number: int, total: int, plan: Any) -> None:
+        if self.live and self.plan is not None:
+            self.stream.write("\n")  # the finished day's line stays
+        self.plan, self.done = plan, 0
+        self.prefix = f"[{number}/{total}] {plan.day} {plan.action}"
+        if self.live:
+            self._draw()
+        else:
+            print(self.prefix, file=self.stream, flush=True)
+
+    def rows(self, count: int) -> None:
+        self.done += count
+        if self.live:
+            self._draw()
+
+    def close(self) -> None:
+        if self.live and self.plan is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def _draw(self) -> None:
+        total = max(1, sum(self.plan.rows.values()))
+        filled = min(self.WIDTH, self.WIDTH * self.done // total)
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        self.stream.write(f"\r{self.prefix:<40} [{bar}] {self.done:,}/{total:,} rows")
+        self.stream.flush()
+
+
 def _run(args: argparse.Namespace) -> int:
     try:
         from otel_rag._store.archive import Archive
@@ -63,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     settings, dsn = _store_settings(args)
     archive = Archive(settings.archive_url) if settings.archive_url else None
-    progress = None if args.json else (lambda text: print(text, file=sys.stderr, flush=True))
+    progress = None if args.json else ProgressBar(sys.stderr)
     try:
         report = run(
             dsn,
@@ -74,6 +115,8 @@ def _run(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             progress=progress,
         )
+        if progress:
+            progress.close()
     except AlreadyRunning as error:
         print(f"otel-rag: {error}", file=sys.stderr)
         return 1

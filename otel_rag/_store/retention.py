@@ -25,7 +25,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
@@ -39,6 +39,7 @@ __all__ = [
     "AlreadyRunning",
     "DayPlan",
     "Policy",
+    "Progress",
     "RunReport",
     "day_status",
     "plan",
@@ -81,6 +82,14 @@ class Policy:
 def sampler_bound(ratio: float) -> int:
     """The bound of the SDK's TraceIdRatioBased sampler: a trace is kept when its low 64 bits are below it."""
     return round(ratio * (_TRACE_ID_LIMIT + 1))
+
+
+class Progress(Protocol):
+    """What a run reports as it goes: each day it starts, and the rows it exports to the archive."""
+
+    def day(self, number: int, total: int, plan: DayPlan) -> None: ...
+
+    def rows(self, count: int) -> None: ...
 
 
 class AlreadyRunning(RuntimeError):
@@ -153,10 +162,17 @@ def _count_and_checksum(connection: psycopg.Connection[Any], schema: str, signal
 class _Store:
     """The retention job's view of one store: partitions, the manifest, and the queries that move rows."""
 
-    def __init__(self, connection: psycopg.Connection[Any], schema: str, archive: Archive | None) -> None:
+    def __init__(
+        self,
+        connection: psycopg.Connection[Any],
+        schema: str,
+        archive: Archive | None,
+        on_rows: Callable[[int], None] | None = None,
+    ) -> None:
         self.connection = connection
         self.schema = schema
         self.archive = archive
+        self.on_rows = on_rows  # told how many rows each exported batch held (a progress bar)
         self._columns: dict[str, list[tuple[str, str, int | None, int | None]]] = {}
 
     def table(self, name: str) -> sql.Composed:
@@ -295,6 +311,8 @@ class _Store:
             cursor.itersize = _EXPORT_BATCH
             cursor.execute(query)
             while rows := cursor.fetchmany(_EXPORT_BATCH):
+                if self.on_rows:
+                    self.on_rows(len(rows))
                 columns = list(zip(*rows, strict=True))
                 yield pa.record_batch(
                     [pa.array(column, type=schema.field(i).type) for i, column in enumerate(columns)], schema=schema
@@ -610,12 +628,11 @@ def run(
     now: dt.datetime,
     *,
     dry_run: bool = False,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> RunReport:
     """Do what is due (or, with `dry_run`, say what would be done and change nothing)."""
     today = now.astimezone(dt.UTC).date()
     report = RunReport(started_at=now, dry_run=dry_run)
-    say = progress or (lambda _text: None)
     with psycopg.connect(dsn, autocommit=True) as connection:
         row = connection.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(schema),)).fetchone()
         if not row or not row[0]:
@@ -627,7 +644,7 @@ def run(
                 raise ConfigError(
                     "OTEL_RAG_ARCHIVE_URL", "", "s3://bucket[/prefix] or file:///folder: days are due to leave Postgres"
                 )
-            store = _Store(connection, schema, archive)
+            store = _Store(connection, schema, archive, progress.rows if progress else None)
             bound = sampler_bound(policy.warm_sample_ratio)
             if dry_run:
                 for day in due:
@@ -642,7 +659,8 @@ def run(
             run_id = _start_run(store, now)
             try:
                 for number, day in enumerate(due, 1):
-                    say(f"[{number}/{len(due)}] {day.day} {day.action}")
+                    if progress:
+                        progress.day(number, len(due), day)
                     _settle(store, day, policy, bound, report)
                 _finish_run(store, run_id, report, None)
             except BaseException as error:
