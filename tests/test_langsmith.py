@@ -529,3 +529,123 @@ def test_a_project_that_is_never_found_is_looked_up_at_the_retry_interval_not_in
     finally:
         mirror.shutdown()
         stub.close()
+
+
+def test_a_flush_waits_for_a_slow_langsmith_to_take_the_runs() -> None:
+    """The runs in flight count: a flush that returned while a send is still on its way would let a process exit
+    with them lost."""
+    slow = LangSmithStub(delay=0.5)
+    provider, mirror = _setup(slow.url)
+    try:
+        _request(provider)
+        assert mirror.force_flush(10_000)
+        assert len(slow.runs) == 3
+    finally:
+        mirror.shutdown()
+        slow.close()
+
+
+def test_run_times_and_dotted_orders_are_langsmiths_own_in_utc_whatever_the_local_time_zone(
+    stub: LangSmithStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+    import uuid
+
+    from langsmith.run_trees import _create_current_dotted_order  # how the SDK itself writes a dotted order
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # +05:30: local time must never leak into LangSmith's times
+    time.tzset()
+    try:
+        provider, mirror = _setup(stub.url)
+        root = _request(provider)
+        assert mirror.force_flush(10_000)
+        mirror.shutdown()
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    root_start = dt.datetime.fromtimestamp(root.start_time / 1e9, dt.UTC)
+    runs = {run["name"]: run for run in stub.runs.values()}
+    root_run = runs["POST /query"]
+    assert dt.datetime.fromisoformat(root_run["start_time"]) == root_start  # aware, UTC, to the microsecond
+    assert dt.datetime.fromisoformat(root_run["end_time"]) == dt.datetime.fromtimestamp(root.end_time / 1e9, dt.UTC)
+    assert root_run["dotted_order"] == _create_current_dotted_order(root_start, uuid.UUID(root_run["id"]))
+    for run in runs.values():
+        start = dt.datetime.fromisoformat(run["start_time"])
+        assert start.utcoffset() == dt.timedelta(0)
+        assert run["dotted_order"].endswith(_create_current_dotted_order(start, uuid.UUID(run["id"])))
+
+
+def test_a_genai_instrumentation_span_inside_a_stage_is_mirrored_under_it(stub: LangSmithStub) -> None:
+    """Spans of GenAI instrumentations (opentelemetry-instrumentation-openai-v2's `chat gpt-4o`) carry
+    gen_ai.operation.name but no rag.stage: they are runs too."""
+    provider, mirror = _setup(stub.url)
+    tracer = provider.get_tracer("test")
+    import otel_rag.rag as rag_module
+
+    original = rag_module._tracer
+    rag_module._tracer = tracer
+    try:
+        with tracer.start_as_current_span("POST /query", kind=SpanKind.SERVER) as root:
+            token = begin_request("ana", root)
+            with rag.retrieve(index="docs", top_k=2) as stage:
+                stage.results(2)
+                attributes = {"gen_ai.operation.name": "embeddings", "gen_ai.request.model": "text-embedding-3-small"}
+                with tracer.start_as_current_span("embeddings text-embedding-3-small", attributes=attributes):
+                    pass
+            end_request(token)
+        assert mirror.force_flush(10_000)
+    finally:
+        rag_module._tracer = original
+        mirror.shutdown()
+    runs = {run["name"]: run for run in stub.runs.values()}
+    assert set(runs) == {"POST /query", "retrieval", "embeddings text-embedding-3-small"}
+    assert runs["embeddings text-embedding-3-small"]["parent_run_id"] == runs["retrieval"]["id"]
+
+
+def test_a_stage_in_another_trace_puts_no_link_on_the_requests_root(stub: LangSmithStub) -> None:
+    """A request whose own trace has no stage (its work runs in a trace of its own, e.g. a background job started
+    from it) must not point at a LangSmith run that will never exist."""
+    from opentelemetry.context import Context
+
+    provider, mirror = _setup(stub.url)
+    tracer = provider.get_tracer("test")
+    import otel_rag.rag as rag_module
+
+    original = rag_module._tracer
+    rag_module._tracer = tracer
+    try:
+        deadline = time.monotonic() + 10
+        while mirror.url_for(1) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with tracer.start_as_current_span("POST /jobs", kind=SpanKind.SERVER) as request_root:
+            token = begin_request("ana", request_root)
+            with tracer.start_as_current_span("job", context=Context()), rag.generate(model="gpt-4o-mini"):
+                pass
+            end_request(token)
+        assert "rag.langsmith.url" not in (cast(ReadableSpan, request_root).attributes or {})
+    finally:
+        rag_module._tracer = original
+        mirror.shutdown()
+
+
+def test_a_pause_is_cut_short_while_any_flush_still_waits_even_after_another_gave_up() -> None:
+    """Flushes from several threads (a request handler and the shutdown hook) count one by one: the first to give
+    up must not leave the others waiting out a pause."""
+    import threading
+
+    slow = LangSmithStub(delay=1.0)
+    provider, mirror = _setup(slow.url)
+    try:
+        _request(provider)  # its send takes a second
+        patient = threading.Thread(target=mirror.force_flush, args=(10_000,))
+        patient.start()
+        time.sleep(0.1)
+        assert not mirror.force_flush(100)  # this one gives up; the patient one still waits
+        assert patient.is_alive()
+        started = time.monotonic()
+        mirror._back_off(4)  # eight seconds, unless someone is waiting for a flush
+        assert time.monotonic() - started < 0.5
+        patient.join(10)
+    finally:
+        mirror.shutdown()
+        slow.close()

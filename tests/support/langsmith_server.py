@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -44,9 +45,11 @@ class LangSmithStub:
         fail_status: int = 503,
         fail_detail: str = "down",
         unknown_project_for: int = 0,
+        delay: float = 0.0,
     ) -> None:
         """`fail` (switchable at any time): POSTs answer `fail_status` with `fail_detail` (the SDK retries a 503
-        itself for a while, not a 422). The first `unknown_project_for` project lookups answer 404."""
+        itself for a while, not a 422). The first `unknown_project_for` project lookups answer 404. `delay`: seconds
+        each POST takes before its runs are stored and answered (a slow LangSmith)."""
         self.runs: dict[str, dict[str, Any]] = {}
         self.fail_status = fail_status
         self.fail_detail = fail_detail
@@ -56,6 +59,7 @@ class LangSmithStub:
         self.compressed = 0
         self.multipart = multipart
         self.fail = fail
+        self.delay = delay
         self._lock = threading.Lock()
         stub = self
 
@@ -92,6 +96,7 @@ class LangSmithStub:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 stub.requests.append(f"POST {self.path}")
+                time.sleep(stub.delay)
                 if stub.fail:
                     self._reply(stub.fail_status, {"detail": stub.fail_detail})
                     return
