@@ -28,7 +28,8 @@ from bench import _pg
 from otel_rag._store import archive as archive_module
 from otel_rag._store.archive import Archive
 from otel_rag._store.from_archive import load_trace, temporary_store
-from otel_rag._store.retention import Policy, _Store, run, sampler_bound
+from otel_rag._store.retention import Policy, run, sampler_bound
+from otel_rag._store.retention_steps import DayStore
 
 DAYS = 37
 POLICY = Policy(hot_days=7, warm_days=30, warm_sample_ratio=0.1, archive_days=365)
@@ -103,7 +104,7 @@ def main() -> None:
         archive = Archive(f"file://{folder}/archive")
         day = today - dt.timedelta(days=12)
         with psycopg.connect(dsn, autocommit=True) as connection:
-            store = _Store(connection, "otel_rag", archive)
+            store = DayStore(connection, "otel_rag", archive)
             postgres_bytes = sum(store.relation_bytes(signal, day) for signal in ("logs", "spans"))
             started = time.perf_counter()
             archived = sum(store.archive_new_rows(day, signal) for signal in ("logs", "spans"))
@@ -144,7 +145,7 @@ def main() -> None:
             scratch = Archive(f"file://{folder}/groups-{rows}")
             with psycopg.connect(dsn, autocommit=True) as connection:
                 connection.execute("TRUNCATE otel_rag.retention_objects, otel_rag.retention_days")
-                store = _Store(connection, "otel_rag", scratch)
+                store = DayStore(connection, "otel_rag", scratch)
                 store.archive_new_rows(today - dt.timedelta(days=3), "logs")
                 store.archive_new_rows(today - dt.timedelta(days=3), "spans")
             ids = [_md5(f"t{3 * args.traces + rng.randrange(args.traces)}") for _ in range(args.lookups)]

@@ -229,7 +229,7 @@ def test_only_the_maintainer_role_can_run_it_and_two_runs_never_overlap(
 
 
 def test_the_sql_sampler_decides_as_the_sdks_trace_id_ratio_sampler(store: Any) -> None:
-    from otel_rag._store.retention import _SAMPLED
+    from otel_rag._store.retention_steps import SAMPLED_SQL
 
     rng = random.Random(3)
     ids = [f"{rng.getrandbits(128):032x}" for _ in range(2000)]
@@ -237,7 +237,7 @@ def test_the_sql_sampler_decides_as_the_sdks_trace_id_ratio_sampler(store: Any) 
         bound = sampler_bound(ratio)
         ids_at_edge = [f"{'0' * 16}{max(bound - 1, 0):016x}", f"{'0' * 16}{min(bound, (1 << 64) - 1):016x}"]
         with psycopg.connect(store.dsn()) as connection:
-            sampled_sql = sql.SQL(_SAMPLED).format(column=sql.Identifier("id"), bound=sql.Literal(bound))
+            sampled_sql = sql.SQL(SAMPLED_SQL).format(column=sql.Identifier("id"), bound=sql.Literal(bound))
             query = sql.SQL("SELECT id, {} FROM unnest(%s::text[]) AS id").format(sampled_sql)
             decisions: dict[str, bool] = dict(connection.execute(query, (ids + ids_at_edge,)).fetchall())
         assert decisions == {i: sampled(ratio, i) for i in ids + ids_at_edge}, ratio
