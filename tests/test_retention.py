@@ -364,6 +364,19 @@ def test_s3_gone_mid_run_fails_the_run_cleanly_removes_nothing_unarchived_and_th
         for day in _days(7, 40):
             for signal in SIGNALS:
                 assert Counter(_archived(store, archive, signal, day)) == _seeded_keys(seeded, signal, day)
+    # and a trace that left Postgres is read back from S3 by the CLI, through pyarrow's own S3 client
+    dropped = sorted(seeded.traces(TODAY - dt.timedelta(days=33)))[0]
+    shown = subprocess.run(
+        [sys.executable, "-m", "otel_rag._cli.main", "trace", dropped, "--json"],
+        env={**os.environ, **env, "OTEL_RAG_POSTGRES_DSN": store.dsn("rag_reader")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "read from the archive" in shown.stderr
+    expected_spans = sum(1 for rows in seeded.spans.values() for row in rows if row["trace_id"] == dropped)
+    assert len(json.loads(shown.stdout)["spans"]) == expected_spans
 
 
 # -- the questions, answered from the archive once the rows have left Postgres --------------------------------------
