@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ROW_GROUP_ROWS",
     "Archive",
+    "ArchiveMismatch",
     "ArchivedObject",
     "arrow_type",
     "key_checksum",
@@ -81,7 +82,7 @@ def arrow_type(pg_type: str, precision: int | None, scale: int | None) -> pa.Dat
 def key_checksum(trace_ids: Iterable[str | None], times_us: Iterable[int], ids: Iterable[str]) -> int:
     """An order-independent checksum of rows' keys: the sum of the first 60 bits of md5("trace|epoch_us|id").
 
-    The retention job computes the same sum in SQL over a partition (retention.py, `_KEY_CHECKSUM_SQL`), so the
+    The retention job computes the same sum in SQL over a partition (retention_steps.py, `_KEY_CHECKSUM`), so the
     archive's keys and the store's keys can be compared without moving the rows.
     """
     total = 0
@@ -214,11 +215,6 @@ class Archive:
         info = self._fs.get_file_info(self.path(key))
         if info.type != pafs.FileType.NotFound:
             self._fs.delete_file(self.path(key))
-
-    def exists(self, key: str) -> bool:
-        import pyarrow.fs as pafs
-
-        return bool(self._fs.get_file_info(self.path(key)).type != pafs.FileType.NotFound)
 
 
 def _write_groups(writer: Any, batches: list[pa.RecordBatch], *, final: bool) -> list[pa.RecordBatch]:
