@@ -511,6 +511,14 @@ ARCHIVE_DAYS = Setting(
     "OTEL_RAG_WARM_DAYS.",
     "a whole number of days from 1 to 36500, at least OTEL_RAG_WARM_DAYS",
 )
+PROMETHEUS_URL = Setting(
+    "OTEL_RAG_PROMETHEUS_URL",
+    _url,
+    None,
+    "Prometheus that scrapes the Collector (http://prometheus:9090): `otel-rag health` reads the pipeline's spools, "
+    "drops and LangSmith failures and the alerts firing from its HTTP API.",
+    "an http:// or https:// URL",
+)
 
 MIRROR_LANGSMITH = Setting(
     "OTEL_RAG_LANGSMITH",
@@ -719,6 +727,7 @@ CATALOGUE: tuple[Setting[Any], ...] = (
     WARM_SAMPLE_RATIO,
     ARCHIVE_URL,
     ARCHIVE_DAYS,
+    PROMETHEUS_URL,
     MIRROR_LANGSMITH,
     LANGSMITH_SAMPLE_RATIO,
     DEBUG_TOKEN,
@@ -798,6 +807,7 @@ class Settings:
     warm_sample_ratio: float = 0.1
     archive_url: str | None = None
     archive_days: int = 365
+    prometheus_url: str | None = None
     service_name: str = "unknown_service"
     sdk_disabled: bool = False
     disabled_instrumentations: tuple[str, ...] = ()
@@ -893,6 +903,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         warm_sample_ratio=values[WARM_SAMPLE_RATIO.env],
         archive_url=values[ARCHIVE_URL.env],
         archive_days=values[ARCHIVE_DAYS.env],
+        prometheus_url=values[PROMETHEUS_URL.env],
         service_name=_service_name(env),
         sdk_disabled=values[SDK_DISABLED.env],
         disabled_instrumentations=values[DISABLED_INSTRUMENTATIONS.env] or (),

@@ -1,0 +1,134 @@
+"""Is the system healthy? The store's side of the answer, for one time window (default: the last 15 minutes).
+
+Requests are the root server spans (no parent, or a remote one: the partial index `spans_roots_time` serves the
+range), their errors the roots with status ERROR, latency their duration per route (p95), answers and
+hallucinations the `gen_ai.evaluation.result` log lines of the evaluation `hallucination`, cost the sum of the spans'
+`cost_usd`, and freshness the age of the newest row the pipeline wrote. Every query is parameterised and reads
+only the window's partitions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+__all__ = ["RouteLatency", "StoreHealth", "health_sql", "store_health"]
+
+
+@dataclass
+class RouteLatency:
+    service: str
+    route: str
+    requests: int
+    p95_ms: float
+
+
+@dataclass
+class StoreHealth:
+    start: dt.datetime
+    end: dt.datetime
+    requests: int
+    errors: int
+    routes: list[RouteLatency] = field(default_factory=list)
+    answers: int = 0
+    hallucinations: int = 0
+    cost_usd: float = 0.0
+    newest_row: dt.datetime | None = None
+
+    @property
+    def minutes(self) -> float:
+        return max((self.end - self.start).total_seconds() / 60, 1e-9)
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+    @property
+    def hallucination_rate(self) -> float | None:
+        return self.hallucinations / self.answers if self.answers else None
+
+    @property
+    def cost_per_hour(self) -> float:
+        return self.cost_usd * 60 / self.minutes
+
+    def freshness_s(self, now: dt.datetime) -> float | None:
+        """Seconds since the newest row was written (None: no row in the last day)."""
+        return (now - self.newest_row).total_seconds() if self.newest_row else None
+
+
+_ROOTS = sql.SQL(
+    "(parent_span_id IS NULL OR parent_remote) AND kind = 'SERVER' AND time >= %(start)s AND time < %(end)s"
+)
+
+
+def health_sql(schema: str, service: bool = False) -> dict[str, sql.Composed]:
+    """The health queries, by name (the tests EXPLAIN them to check index use). Parameters: start, end, service,
+    since (the newest-row queries: the newest row at or before the window's end, so rows stamped in the future by a
+    skewed clock do not hide a silent pipeline)."""
+    spans, logs = sql.Identifier(schema, "spans"), sql.Identifier(schema, "logs")
+    only = sql.SQL(" AND service_name = %(service)s") if service else sql.SQL("")
+    return {
+        "requests": sql.SQL(
+            "SELECT count(*) AS requests, count(*) FILTER (WHERE status = 'ERROR') AS errors"
+            " FROM {spans} WHERE {roots}{only}"
+        ).format(spans=spans, roots=_ROOTS, only=only),
+        "routes": sql.SQL(
+            "SELECT service_name AS service, coalesce(attributes->>'http.route', name) AS route,"
+            " count(*) AS requests, percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95_ms"
+            " FROM {spans} WHERE {roots}{only} GROUP BY 1, 2 ORDER BY 4 DESC LIMIT 20"
+        ).format(spans=spans, roots=_ROOTS, only=only),
+        "answers": sql.SQL(
+            "SELECT count(*) AS answers,"
+            " count(*) FILTER (WHERE attributes->>'gen_ai.evaluation.score.label' = 'hallucinated') AS bad"
+            " FROM {logs} WHERE time >= %(start)s AND time < %(end)s"
+            " AND attributes->>'gen_ai.evaluation.name' = 'hallucination'{only}"
+        ).format(logs=logs, only=only),
+        "cost": sql.SQL(
+            "SELECT coalesce(sum(cost_usd), 0) AS cost FROM {spans} WHERE time >= %(start)s AND time < %(end)s"
+            " AND cost_usd IS NOT NULL{only}"
+        ).format(spans=spans, only=only),
+        "newest": sql.SQL(
+            "SELECT greatest((SELECT max(time) FROM {spans} WHERE time >= %(since)s AND time < %(end)s{only}),"
+            " (SELECT max(time) FROM {logs} WHERE time >= %(since)s AND time < %(end)s{only})) AS newest"
+        ).format(spans=spans, logs=logs, only=only),
+    }
+
+
+def store_health(
+    connection: psycopg.Connection[Any],
+    schema: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    service: str | None = None,
+) -> StoreHealth:
+    """The window's figures from the store (the reader role is enough)."""
+    queries = health_sql(schema, service is not None)
+    params: dict[str, Any] = {"start": start, "end": end, "service": service}
+    with connection.cursor(row_factory=dict_row) as cursor:
+        totals = cursor.execute(queries["requests"], params).fetchone()
+        routes = cursor.execute(queries["routes"], params).fetchall()
+        answers = cursor.execute(queries["answers"], params).fetchone()
+        cost = cursor.execute(queries["cost"], params).fetchone()
+        newest = None
+        for since in (start, end - dt.timedelta(days=1)):  # the window first (cheap); a day back when it is empty
+            row = cursor.execute(queries["newest"], params | {"since": since}).fetchone()
+            newest = row["newest"] if row else None
+            if newest is not None:
+                break
+    assert totals and answers and cost
+    return StoreHealth(
+        start=start,
+        end=end,
+        requests=int(totals["requests"]),
+        errors=int(totals["errors"]),
+        routes=[RouteLatency(r["service"], r["route"], int(r["requests"]), float(r["p95_ms"])) for r in routes],
+        answers=int(answers["answers"]),
+        hallucinations=int(answers["bad"]),
+        cost_usd=float(cost["cost"]),
+        newest_row=newest,
+    )
