@@ -1,5 +1,5 @@
 """The `otel-rag` command: configuration (`config`, `doctor`), the store's schema and lifecycle (`migrate`,
-`partitions`, `retention`, `restore`), the questions (`trace`, `errors`, `cost`, `logs`) and `health`.
+`partitions`, `retention`, `restore`), the questions (`trace`, `errors`, `cost`, `logs`, `quality`) and `health`.
 
 Every command takes `--json`. Exit status: 0 fine, 1 a check failed or nothing found, 2 bad input or bad
 configuration. Store commands read OTEL_RAG_POSTGRES_DSN (the reader role is enough for the questions) or `--dsn`.
@@ -21,6 +21,7 @@ import psycopg
 
 from otel_rag._cli.doctor import run_checks
 from otel_rag._cli.health import add_health_command
+from otel_rag._cli.quality import add_quality_command
 from otel_rag._cli.retention import add_retention_commands
 from otel_rag._config.settings import CATALOGUE, ConfigError, Settings, load_settings, masked
 from otel_rag._store import queries, render
@@ -274,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--limit", type=int, default=1000)
     add_retention_commands(commands, store_options)
     add_health_command(commands, store_options)
+    add_quality_command(commands, store_options)
     serve = commands.add_parser("serve", help="the debug page and its JSON API (token: OTEL_RAG_DEBUG_TOKEN)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765)")
