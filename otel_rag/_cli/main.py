@@ -1,5 +1,6 @@
 """The `otel-rag` command: configuration (`config`, `doctor`), the store's schema and lifecycle (`migrate`,
-`partitions`, `retention`, `restore`), the questions (`trace`, `errors`, `cost`, `logs`, `quality`) and `health`.
+`partitions`, `retention`, `restore`), the questions (`trace`, `errors`, `cost`, `logs`, `quality`, `compare`)
+and `health`.
 
 Every command takes `--json`. Exit status: 0 fine, 1 a check failed or nothing found, 2 bad input or bad
 configuration. Store commands read OTEL_RAG_POSTGRES_DSN (the reader role is enough for the questions) or `--dsn`.
@@ -19,6 +20,7 @@ from typing import Any
 
 import psycopg
 
+from otel_rag._cli.compare import add_compare_command
 from otel_rag._cli.doctor import run_checks
 from otel_rag._cli.health import add_health_command
 from otel_rag._cli.quality import add_quality_command
@@ -276,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_retention_commands(commands, store_options)
     add_health_command(commands, store_options)
     add_quality_command(commands, store_options)
+    add_compare_command(commands, store_options)
     serve = commands.add_parser("serve", help="the debug page and its JSON API (token: OTEL_RAG_DEBUG_TOKEN)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765, help="port (default 8765)")
@@ -290,7 +293,11 @@ def _join_relative_times(argv: Sequence[str]) -> list[str]:
     """`--since -15m` would read as an unknown option: make it `--since=-15m`."""
     joined: list[str] = []
     for token in argv:
-        if joined and joined[-1] in ("--since", "--until") and re.fullmatch(r"-\d+(\.\d+)?\s*[smhdw]", token):
+        if (
+            joined
+            and joined[-1] in ("--since", "--until", "--before", "--after")
+            and re.fullmatch(r"-\d+(\.\d+)?\s*[smhdw]", token)
+        ):
             joined[-1] = f"{joined[-1]}={token}"
         else:
             joined.append(token)

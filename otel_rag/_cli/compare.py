@@ -1,0 +1,141 @@
+"""`otel-rag compare`: should I increase chunk size? Requests grouped by a span attribute, or before and after a
+time, compared with 95 % bootstrap intervals and a plain verdict (from the store; the reader role is enough).
+
+    otel-rag compare --by rag.chunk.size                 # every value against the most common one
+    otel-rag compare --by gen_ai.request.model --stage generate
+    otel-rag compare --before 14:00 --after 14:00         # the deployment at 14:00: before against after
+
+Exit status: 0 compared, 1 nothing to compare (fewer than two groups), 2 bad input or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import psycopg
+
+from otel_rag._config.settings import ConfigError, load_settings
+from otel_rag._store import queries
+from otel_rag._store.compare import Comparison, Difference, Group, compare_groups, load_requests
+
+__all__ = ["add_compare_command", "verdict"]
+
+_SHORT = {
+    "p50 latency": "p50",
+    "p95 latency": "p95",
+    "cost per request": "cost",
+    "tokens per request": "tokens",
+    "error rate": "errors",
+    "hallucination rate": "hallucination",
+}
+
+
+def _difference(difference: Difference) -> str:
+    name = _SHORT[difference.metric]
+    if difference.change is None:
+        return f"{name} -"
+    if difference.relative:
+        text = f"{name} {difference.change:+.0%}"
+        interval = (
+            f" [{difference.low:+.0%}, {difference.high:+.0%}]"
+            if difference.low is not None and difference.high is not None
+            else ""
+        )
+    else:
+        text = f"{name} {difference.change * 100:+.1f} pts"
+        interval = (
+            f" [{difference.low * 100:+.1f}, {difference.high * 100:+.1f}]"
+            if difference.low is not None and difference.high is not None
+            else ""
+        )
+    return text + interval
+
+
+def verdict(label: str, comparison: Comparison) -> str:
+    """One line: "chunk 120 vs 60: p95 +18 % [9 %, 27 %], hallucination -3.1 pts [-5.0, -1.2], cost +22 % ..."."""
+    head = f"{label} {comparison.group} vs {comparison.baseline}"
+    if not comparison.enough_data:
+        return f"{head}: not enough data (fewer than 30 requests in a group)"
+    wanted = ("p95 latency", "hallucination rate", "cost per request", "error rate")
+    parts = [_difference(d) for d in comparison.differences if d.metric in wanted and d.change is not None]
+    return f"{head}: " + ", ".join(parts)
+
+
+def _render(label: str, groups: list[Group], comparisons: list[Comparison]) -> str:
+    lines = [
+        f"  {label[:20]:<20} {'n':>6} {'p50 ms':>9} {'p95 ms':>9} {'$/request':>10} {'tokens':>8} {'errors':>7}"
+        f" {'halluc.':>8}"
+    ]
+    for group in groups:
+        hallucination = f"{group.hallucination_rate:.1%}" if group.hallucination_rate is not None else "-"
+        p50 = f"{group.p50_ms:.0f}" if group.p50_ms is not None else "-"
+        p95 = f"{group.p95_ms:.0f}" if group.p95_ms is not None else "-"
+        lines.append(
+            f"  {group.name[:20]:<20} {group.n:>6} {p50:>9} {p95:>9} {group.cost_per_request:>10.5f}"
+            f" {group.tokens_per_request:>8.0f} {group.error_rate:>7.1%} {hallucination:>8}"
+        )
+    lines.extend(verdict(label, comparison) for comparison in comparisons)
+    return "\n".join(lines)
+
+
+def _document(groups: list[Group], comparisons: list[Comparison]) -> dict[str, Any]:
+    return {
+        "groups": [vars(group) for group in groups],
+        "comparisons": [
+            {
+                "group": c.group,
+                "baseline": c.baseline,
+                "enough_data": c.enough_data,
+                "differences": [vars(d) for d in c.differences],
+            }
+            for c in comparisons
+        ],
+    }
+
+
+def _compare(args: argparse.Namespace) -> int:
+    if (args.by is None) == (args.before is None and args.after is None):
+        raise queries.InvalidInput("say what to compare: --by ATTRIBUTE, or --before TIME and/or --after TIME")
+    settings = load_settings()
+    dsn = args.dsn or settings.postgres_dsn
+    if not dsn:
+        raise ConfigError("OTEL_RAG_POSTGRES_DSN", "", "a postgresql:// URL (or pass --dsn)")
+    start, end = queries.time_range(args.since, args.until)
+    before = queries.parse_time(args.before) if args.before else None
+    after = queries.parse_time(args.after) if args.after else None
+    with psycopg.connect(dsn) as connection:
+        requests = load_requests(
+            connection,
+            settings.postgres_schema,
+            start,
+            end,
+            attribute=args.by,
+            before=before,
+            after=after,
+            stage=args.stage,
+        )
+    baseline = args.baseline or ("before" if args.by is None else None)
+    groups, comparisons = compare_groups(requests, baseline)
+    label = args.by or "time"
+    if args.json:
+        print(json.dumps(_document(groups, comparisons), indent=2))
+    elif len(groups) < 2:
+        print(f"nothing to compare: {len(groups)} group(s) of requests in the window")
+    else:
+        print(_render(label, groups, comparisons))
+    return 0 if len(groups) >= 2 else 1
+
+
+def add_compare_command(commands: Any, store_options: Any) -> None:
+    compare = commands.add_parser("compare", help="compare requests by an attribute, or before and after a time")
+    store_options(compare)
+    compare.add_argument("--by", help="a span or resource attribute: rag.chunk.size, gen_ai.request.model, ...")
+    compare.add_argument("--before", help="with --after: requests starting before this time (ISO, 15:00, -2h)")
+    compare.add_argument("--after", help="requests starting at or after this time")
+    compare.add_argument("--stage", help="latency of this RAG stage's spans (default: the whole request)")
+    compare.add_argument("--baseline", help="the group the others are compared with (default: the largest)")
+    compare.add_argument("--since", default="-24h", help="start: -15m, -2h, -1d, 15:00 (today) or ISO (default -24h)")
+    compare.add_argument("--until", default="now", help="end, same forms (default now)")
+    compare.set_defaults(run=_compare)
