@@ -1,9 +1,11 @@
-"""`debug_trace` and `find_errors` latency on a store seeded with 10 M log rows (and 2 M spans) over 30 days.
+"""The questions' latency on a store seeded with 10 M log rows (and 2 M spans) over 30 days.
 
 Seeding runs inside PostgreSQL (INSERT ... SELECT generate_series, one day partition at a time): 200 k traces of
-50 log lines and 10 spans, 10 k users, 2 % errors. Then each query runs for random traces / users on one open
+50 log lines and 10 spans (a server span for the request, a chunk size of 60 or 120, a cost on one stage, one
+hallucination evaluation), 10 k users, 2 % errors. Then each query runs for random traces / users on one open
 connection (the API accepts a connection, as a server would hold one), and once more with a fresh connection per
-call (as the CLI does). Goal (issue 3): debug_trace < 10 ms and find_errors < 50 ms.
+call (as the CLI does). Goals: debug_trace < 10 ms and find_errors < 50 ms (issue 3); health (15 minutes), quality
+(24 hours by the hour) and compare (by chunk size, 24 hours) < 1 s (issue 14).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import psycopg
 
 from bench import _pg
 from otel_rag._store import queries
+from otel_rag._store.compare import compare_groups, load_requests
+from otel_rag._store.health import store_health
+from otel_rag._store.quality import quality_report
 
 DAYS = 30
 
@@ -38,21 +43,30 @@ def seed(dsn: str, logs: int) -> None:
                 "md5('t' || (%(t0)s + i / 50)), substr(md5('s' || (%(t0)s + i / 50) || '-' || (i %% 10)), 1, 16), "
                 "'rag-api', 'user' || ((%(t0)s + i / 50) %% 10000), "
                 "CASE WHEN i %% 50 = 7 THEN 'error' ELSE 'info' END, CASE WHEN i %% 50 = 7 THEN 17 ELSE 9 END, "
-                "'rag', 'event ' || (i %% 50), jsonb_build_object('i', i, 'stage', i %% 6) "
+                "'rag', 'event ' || (i %% 50), CASE WHEN i %% 50 = 3 THEN jsonb_build_object("
+                "'gen_ai.evaluation.name', 'hallucination', 'gen_ai.evaluation.score.label', "
+                "CASE WHEN (i / 50) %% 10 = 0 THEN 'hallucinated' ELSE 'grounded' END) "
+                "ELSE jsonb_build_object('i', i, 'stage', i %% 6) END "
                 "FROM generate_series(0, %(n)s - 1) i",
                 params,
             )
             connection.execute(
                 "INSERT INTO otel_rag.spans (time, end_time, duration_ms, trace_id, span_id, parent_span_id, "
-                "service_name, user_id, name, kind, status, attributes) "
+                "service_name, user_id, name, kind, status, attributes, cost_usd) "
                 "SELECT %(day)s::timestamptz + ((j / 10)::float / %(traces)s) * interval '1 day' "
                 "+ (j %% 10) * interval '10 ms', "
                 "%(day)s::timestamptz + ((j / 10)::float / %(traces)s) * interval '1 day' + interval '200 ms', "
                 "200 - (j %% 10) * 10, md5('t' || (%(t0)s + j / 10)), "
                 "substr(md5('s' || (%(t0)s + j / 10) || '-' || (j %% 10)), 1, 16), "
                 "CASE WHEN j %% 10 = 0 THEN NULL ELSE substr(md5('s' || (%(t0)s + j / 10) || '-0'), 1, 16) END, "
-                "'rag-api', 'user' || ((%(t0)s + j / 10) %% 10000), 'stage' || (j %% 10), 'INTERNAL', "
-                "CASE WHEN j %% 50 = 9 THEN 'ERROR' ELSE 'UNSET' END, jsonb_build_object('rag.stage', j %% 10) "
+                "'rag-api', 'user' || ((%(t0)s + j / 10) %% 10000), "
+                "CASE WHEN j %% 10 = 0 THEN 'POST /ask' ELSE 'stage' || (j %% 10) END, "
+                "CASE WHEN j %% 10 = 0 THEN 'SERVER' ELSE 'INTERNAL' END, "
+                "CASE WHEN j %% 50 = 9 THEN 'ERROR' ELSE 'UNSET' END, "
+                "CASE WHEN j %% 10 = 0 THEN jsonb_build_object('http.route', '/ask') "
+                "ELSE jsonb_build_object('rag.stage', 'stage' || (j %% 10), 'rag.chunk.size', "
+                "CASE WHEN (j / 10) %% 2 = 0 THEN 60 ELSE 120 END) END, "
+                "CASE WHEN j %% 10 = 5 THEN 0.002 END "
                 "FROM generate_series(0, %(traces)s * 10 - 1) j",
                 params,
             )
@@ -109,6 +123,28 @@ def main() -> None:
                 "find_errors, last 7 days (open connection)",
                 _time_ms(lambda: queries.find_errors(connection, next(users_it), since="-7d"), args.calls),
                 50,
+            )
+            now = dt.datetime.now(dt.UTC)
+            _report(
+                "health, last 15 minutes",
+                _time_ms(lambda: store_health(connection, "otel_rag", now - dt.timedelta(minutes=15), now), 20),
+                1000,
+            )
+            day_ago, hour = now - dt.timedelta(days=1), dt.timedelta(hours=1)
+            _report(
+                "quality, 24 hours by the hour",
+                _time_ms(lambda: quality_report(connection, "otel_rag", day_ago, now, hour), 10),
+                1000,
+            )
+            _report(
+                "compare by rag.chunk.size, 24 hours",
+                _time_ms(
+                    lambda: compare_groups(
+                        load_requests(connection, "otel_rag", day_ago, now, attribute="rag.chunk.size")
+                    ),
+                    5,
+                ),
+                1000,
             )
         it = iter(trace_ids)
         _report("debug_trace (new connection per call)", _time_ms(lambda: queries.debug_trace(dsn, next(it)), 50), None)
