@@ -38,8 +38,9 @@ def temporary_store(connection: psycopg.Connection[Any], schema: str) -> Iterato
     try:
         yield TEMP_SCHEMA
     finally:
-        for table in ("spans", "logs"):
-            connection.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(table)))
+        if connection.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:  # else the error stands
+            for table in ("spans", "logs"):
+                connection.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(sql.Identifier(table)))
 
 
 def _object_keys(
