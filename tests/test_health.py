@@ -243,13 +243,13 @@ def test_the_health_queries_read_only_the_window_through_the_indexes(store: Any)
         connection.execute(
             "INSERT INTO otel_rag.spans (time, end_time, duration_ms, trace_id, span_id, parent_span_id,"
             " parent_remote, service_name, name, kind, status, cost_usd) SELECT now() + interval '1 day'"
-            " - (i % 172800) * interval '1 second', now(), 1.0, md5((i / 10)::text), substr(md5(i::text), 1, 16),"
+            " - (i * 1.44) * interval '1 s', now(), 1.0, md5((i / 10)::text), substr(md5(i::text), 1, 16),"
             " CASE WHEN i % 10 = 0 THEN NULL ELSE 'p' END, CASE WHEN i % 10 = 0 THEN false END, 'svc', 'op',"
             " CASE WHEN i % 10 = 0 THEN 'SERVER' ELSE 'INTERNAL' END, 'UNSET', 0.001 FROM generate_series(1, 120000) i"
         )
         connection.execute(
             "INSERT INTO otel_rag.logs (time, record_id, trace_id, service_name, severity, severity_number, body,"
-            " attributes) SELECT now() + interval '1 day' - (i % 172800) * interval '1 second', gen_random_uuid(),"
+            " attributes) SELECT now() + interval '1 day' - (i * 1.44) * interval '1 s', gen_random_uuid(),"
             " md5((i / 10)::text), 'svc', 'info', 9, 'line', jsonb_build_object('gen_ai.evaluation.name',"
             " 'hallucination') FROM generate_series(1, 120000) i"
         )

@@ -180,13 +180,13 @@ def test_the_quality_queries_read_the_window_through_the_indexes(store: Any) -> 
         connection.execute("SELECT otel_rag.ensure_partitions(current_date - 2, current_date + 1)")
         connection.execute(
             "INSERT INTO otel_rag.logs (time, record_id, trace_id, service_name, severity, severity_number, body,"
-            " attributes) SELECT now() + interval '1 day' - (i % 172800) * interval '1 second', gen_random_uuid(),"
+            " attributes) SELECT now() + interval '1 day' - (i * 1.44) * interval '1 s', gen_random_uuid(),"
             " md5(i::text), 'svc', 'info', 9, 'x', jsonb_build_object('gen_ai.evaluation.name', 'hallucination')"
             " FROM generate_series(1, 120000) i"
         )
         connection.execute(
             "INSERT INTO otel_rag.spans (time, end_time, duration_ms, trace_id, span_id, service_name, name, kind,"
-            " status, attributes) SELECT now() + interval '1 day' - (i % 172800) * interval '1 second', now(), 1,"
+            " status, attributes) SELECT now() + interval '1 day' - (i * 1.44) * interval '1 s', now(), 1,"
             " md5(i::text), substr(md5(i::text), 1, 16), 'svc', 'op', 'INTERNAL', 'UNSET',"
             " jsonb_build_object('rag.stage', 'generate') FROM generate_series(1, 120000) i"
         )

@@ -180,17 +180,19 @@ def test_queries_use_the_indexes(store: Database) -> None:
         # indexes, and today's partition always holds a whole day of rows (at 00:05 UTC as at 23:55).
         connection.execute(
             "INSERT INTO otel_rag.logs (time, record_id, trace_id, span_id, service_name, user_id, severity, "
-            "severity_number, body) SELECT now() + interval '1 day' - (i % 172800) * interval '1 second', "
+            "severity_number, body) SELECT now() + interval '1 day' - (i * 172800.0 / 60000) * interval '1 second', "
             "gen_random_uuid(), "
             "md5((i % 2000)::text), substr(md5(i::text), 1, 16), 'svc', 'user' || (i % 200), "
             "CASE WHEN i % 50 = 0 THEN 'error' ELSE 'info' END, CASE WHEN i % 50 = 0 THEN 17 ELSE 9 END, "
             "'line ' || i FROM generate_series(1, 60000) i"
         )
-        connection.execute(
-            "INSERT INTO otel_rag.spans (time, end_time, duration_ms, trace_id, span_id, service_name, user_id, "
-            "name, kind, status) SELECT now() + interval '1 day' - (i % 172800) * interval '1 second', now(), 1.0, "
-            "md5((i % 2000)::text), substr(md5(i::text), 1, 16), 'svc', 'user' || (i % 200), 'op', 'INTERNAL', "
-            "CASE WHEN i % 40 = 0 THEN 'ERROR' ELSE 'UNSET' END FROM generate_series(1, 60000) i"
+        connection.execute(  # a tenth of the spans are roots, the rest have a parent, as in real traces
+            "INSERT INTO otel_rag.spans (time, end_time, duration_ms, trace_id, span_id, parent_span_id, service_name,"
+            " user_id, name, kind, status) SELECT now() + interval '1 day' - (i * 172800.0 / 60000) * interval '1 s',"
+            " now(), 1.0, md5((i % 2000)::text), substr(md5(i::text), 1, 16),"
+            " CASE WHEN i % 10 = 0 THEN NULL ELSE substr(md5((i - i % 10)::text), 1, 16) END, 'svc',"
+            " 'user' || (i % 200), 'op', 'INTERNAL', CASE WHEN i % 40 = 0 THEN 'ERROR' ELSE 'UNSET' END"
+            " FROM generate_series(1, 60000) i"
         )
         connection.execute("ANALYZE otel_rag.logs")
         connection.execute("ANALYZE otel_rag.spans")
