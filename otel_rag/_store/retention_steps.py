@@ -46,9 +46,12 @@ _KEY_CHECKSUM = (
 )
 
 
-def count_and_checksum(connection: psycopg.Connection[Any], schema: str, signal: str, day: dt.date) -> tuple[int, int]:
+def count_and_checksum(
+    connection: psycopg.Connection[Any], schema: str, signal: str, day: dt.date, *, checksum: bool = True
+) -> tuple[int, int]:
+    """The partition's row count and key checksum (0 without `checksum`: an md5 per row is the costly part)."""
     query = sql.SQL("SELECT count(*), {checksum} FROM {table}").format(
-        checksum=sql.SQL(_KEY_CHECKSUM).format(id=_ident(ID_COLUMN[signal])),
+        checksum=sql.SQL(_KEY_CHECKSUM).format(id=_ident(ID_COLUMN[signal])) if checksum else sql.SQL("0"),
         table=_ident(schema, partition_name(signal, day)),
     )
     row = connection.execute(query).fetchone()
