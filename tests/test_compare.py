@@ -15,6 +15,7 @@ from psycopg.types.json import Jsonb
 
 from otel_rag._cli.compare import verdict
 from otel_rag._store.compare import Request, compare_groups
+from tests.support.plans import plan, real_seq_scans
 
 
 def _requests(
@@ -221,8 +222,6 @@ def test_the_compare_query_reads_the_window_through_the_indexes(store: Any) -> N
     for by_time in (False, True):
         for stage in (False, True):
             query = compare_sql("otel_rag", resource=False, stage=stage, by_time=by_time)
-            with psycopg.connect(store.dsn("rag_reader")) as connection:
-                rendered = query.as_string(connection)
-                plan = "\n".join(row[0] for row in connection.execute(("EXPLAIN " + rendered).encode(), params))
-            scans = [line for line in plan.splitlines() if "Seq Scan" in line and "cost=0.00..0.00" not in line]
-            assert not scans, plan
+            text = plan(store, query, params)
+            scans = real_seq_scans(text)
+            assert not scans, text

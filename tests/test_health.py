@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 
 from otel_rag._cli.health import DEGRADED, DOWN, HEALTHY, Pipeline, judge
 from otel_rag._store.health import RouteLatency, StoreHealth
+from tests.support.plans import plan, real_seq_scans
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 START = NOW - dt.timedelta(minutes=15)
@@ -259,8 +260,6 @@ def test_the_health_queries_read_only_the_window_through_the_indexes(store: Any)
     params = {"start": now - dt.timedelta(minutes=15), "end": now, "service": "svc", "since": now}
     for service in (False, True):
         for name, query in health_sql("otel_rag", service).items():
-            with psycopg.connect(store.dsn("rag_reader")) as connection:
-                rendered = query.as_string(connection)
-                plan = "\n".join(row[0] for row in connection.execute(("EXPLAIN " + rendered).encode(), params))
-            scans = [line for line in plan.splitlines() if "Seq Scan" in line and "cost=0.00..0.00" not in line]
-            assert not scans, f"{name}:\n{plan}"
+            text = plan(store, query, params)
+            scans = real_seq_scans(text)
+            assert not scans, f"{name}:\n{text}"

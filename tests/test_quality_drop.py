@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 from otel_rag._cli.quality import parse_bucket
 from otel_rag._store import queries
 from otel_rag._store.quality import MIN_ANSWERS, Bucket, find_drop
+from tests.support.plans import plan, real_seq_scans
 
 START = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
 TEN_MINUTES = dt.timedelta(minutes=10)
@@ -195,8 +196,6 @@ def test_the_quality_queries_read_the_window_through_the_indexes(store: Any) -> 
     params = {"start": now - dt.timedelta(hours=1), "end": now, "bucket": TEN_MINUTES, "service": "svc", "at": now}
     for service in (False, True):
         for name, query in quality_sql("otel_rag", service).items():
-            with psycopg.connect(store.dsn("rag_reader")) as connection:
-                rendered = query.as_string(connection)
-                plan = "\n".join(row[0] for row in connection.execute(("EXPLAIN " + rendered).encode(), params))
-            scans = [line for line in plan.splitlines() if "Seq Scan" in line and "cost=0.00..0.00" not in line]
-            assert not scans, f"{name}:\n{plan}"
+            text = plan(store, query, params)
+            scans = real_seq_scans(text)
+            assert not scans, f"{name}:\n{text}"

@@ -12,6 +12,7 @@ import pytest
 from psycopg import sql
 
 from otel_rag._store import queries
+from tests.support.plans import plan, real_seq_scans
 from tests.support.postgres import Database
 from tests.support.processes import BIN, base_env
 from tests.support.seed import Seeded
@@ -160,18 +161,6 @@ def test_cli_bad_input_exits_2_and_missing_exits_1(seeded: Seeded) -> None:
     assert no_dsn.returncode == 2 and "OTEL_RAG_POSTGRES_DSN" in no_dsn.stderr
 
 
-def _real_seq_scans(plan: str) -> list[str]:
-    """Sequential scans other than of empty partitions (cost 0..0, which the planner reads for free)."""
-    return [line for line in plan.splitlines() if "Seq Scan" in line and "cost=0.00..0.00" not in line]
-
-
-def _plan(store: Database, query: Any, params: Any) -> str:
-    with psycopg.connect(store.dsn("rag_reader")) as connection:
-        rendered = query.as_string(connection)
-        rows = connection.execute(("EXPLAIN " + rendered).encode(), params).fetchall()
-    return "\n".join(row[0] for row in rows)
-
-
 def test_queries_use_the_indexes(store: Database) -> None:
     now = dt.datetime.now(dt.UTC)
     with psycopg.connect(store.admin_dsn, autocommit=True) as connection:
@@ -197,30 +186,30 @@ def test_queries_use_the_indexes(store: Database) -> None:
         connection.execute("ANALYZE otel_rag.logs")
         connection.execute("ANALYZE otel_rag.spans")
     trace_id = store.scalar("SELECT md5('7')")
-    spans_plan = _plan(store, queries.trace_spans_sql("otel_rag"), (trace_id,))
+    spans_plan = plan(store, queries.trace_spans_sql("otel_rag"), (trace_id,))
     assert "spans_key" in spans_plan or "_pkey" in spans_plan, spans_plan
-    assert not _real_seq_scans(spans_plan), spans_plan
-    logs_plan = _plan(store, queries.trace_logs_sql("otel_rag"), (trace_id,))
-    assert "Index" in logs_plan and not _real_seq_scans(logs_plan), logs_plan
-    errors_plan = _plan(
+    assert not real_seq_scans(spans_plan), spans_plan
+    logs_plan = plan(store, queries.trace_logs_sql("otel_rag"), (trace_id,))
+    assert "Index" in logs_plan and not real_seq_scans(logs_plan), logs_plan
+    errors_plan = plan(
         store,
         queries.user_errors_sql("otel_rag"),
         {"user": "user7", "start": now - dt.timedelta(hours=1), "end": now, "limit": 100},
     )
     # Either the (user_id, time) index or the errors-by-time partial index: both answer without scanning.
-    assert "Index Scan" in errors_plan and not _real_seq_scans(errors_plan), errors_plan
+    assert "Index Scan" in errors_plan and not real_seq_scans(errors_plan), errors_plan
     everybody = {"start": now - dt.timedelta(hours=1), "end": now, "limit": 100}
-    all_errors_plan = _plan(store, queries.user_errors_sql("otel_rag", any_user=True), everybody)
-    assert not _real_seq_scans(all_errors_plan), all_errors_plan
+    all_errors_plan = plan(store, queries.user_errors_sql("otel_rag", any_user=True), everybody)
+    assert not real_seq_scans(all_errors_plan), all_errors_plan
     slow_failed = queries.recent_traces_sql("otel_rag", min_duration=True, errors_only=True)
-    traces_plan = _plan(store, slow_failed, {**everybody, "min_duration_ms": 500.0})
-    assert not _real_seq_scans(traces_plan), traces_plan
-    recent = _plan(
+    traces_plan = plan(store, slow_failed, {**everybody, "min_duration_ms": 500.0})
+    assert not real_seq_scans(traces_plan), traces_plan
+    recent = plan(
         store,
         queries.logs_sql("otel_rag", [sql.SQL("time >= %(start)s"), sql.SQL("time < %(end)s")]),
         {"start": now - dt.timedelta(minutes=15), "end": now, "limit": 1000},
     )
-    assert not _real_seq_scans(recent), recent
+    assert not real_seq_scans(recent), recent
     assert "_20" in recent  # partition pruning: only today's partition is read
 
 
