@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import pytest
 from langsmith import Client
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from otel_rag import rag
 from otel_rag._telemetry.tracing import begin_request, end_request
@@ -37,32 +38,45 @@ def _setup(url: str, **options: Any) -> tuple[TracerProvider, LangSmithMirror]:
     return provider, mirror
 
 
-def _request(provider: TracerProvider, user: str = "ana", secret: bool = False) -> Any:
-    """A server span with the RAG stages of a query inside, plus a helper span and an HTTP client span."""
-    tracer = provider.get_tracer("test")
+@contextmanager
+def _stages_on(provider: TracerProvider) -> Iterator[Tracer]:
+    """The RAG stage helpers on this test's provider for the block (otel_rag.rag resolves its tracer once)."""
     import otel_rag.rag as rag_module
 
     original = rag_module._tracer
-    rag_module._tracer = tracer  # the stage helpers on this test's provider
+    tracer = provider.get_tracer("test")
+    rag_module._tracer = tracer
     try:
-        with tracer.start_as_current_span("POST /query", kind=SpanKind.SERVER) as root:
-            token = begin_request(user, root)
-            root.set_attribute("enduser.id", user)
-            with rag.retrieve(index="docs", top_k=4) as stage:
-                stage.results(3, best_score=0.8)
-            # The helper span is not mirrored: the stage inside it attaches to the nearest mirrored run.
-            with (
-                tracer.start_as_current_span("helper"),
-                rag.generate(model="gpt-4o-mini", provider="openai", temperature=0) as generate,
-            ):
-                generate.usage(120, 30)
-                if secret:
-                    generate.set(api_key="sk-live-abcdefghijklmnopqrstuvwxyz")
-                with tracer.start_as_current_span("POST /v1/chat/completions", kind=SpanKind.CLIENT):
-                    pass
-            end_request(token)
+        yield tracer
     finally:
         rag_module._tracer = original
+
+
+def _wait_for_link(mirror: LangSmithMirror, timeout: float = 10.0) -> None:
+    """Until the sender thread has resolved the project link (or `timeout` seconds have passed)."""
+    deadline = time.monotonic() + timeout
+    while mirror.url_for(1) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _request(provider: TracerProvider, user: str = "ana", secret: bool = False) -> Any:
+    """A server span with the RAG stages of a query inside, plus a helper span and an HTTP client span."""
+    with _stages_on(provider) as tracer, tracer.start_as_current_span("POST /query", kind=SpanKind.SERVER) as root:
+        token = begin_request(user, root)
+        root.set_attribute("enduser.id", user)
+        with rag.retrieve(index="docs", top_k=4) as stage:
+            stage.results(3, best_score=0.8)
+        # The helper span is not mirrored: the stage inside it attaches to the nearest mirrored run.
+        with (
+            tracer.start_as_current_span("helper"),
+            rag.generate(model="gpt-4o-mini", provider="openai", temperature=0) as generate,
+        ):
+            generate.usage(120, 30)
+            if secret:
+                generate.set(api_key="sk-live-abcdefghijklmnopqrstuvwxyz")
+            with tracer.start_as_current_span("POST /v1/chat/completions", kind=SpanKind.CLIENT):
+                pass
+        end_request(token)
     return root
 
 
@@ -107,17 +121,14 @@ def test_a_trace_becomes_one_nested_run_tree(stub: LangSmithStub) -> None:
 
 
 def test_redacted_values_never_arrive_and_errors_are_marked(stub: LangSmithStub) -> None:
-    import otel_rag.rag as rag_module
-
     provider, mirror = _setup(stub.url)
     _request(provider, secret=True)
-    tracer = provider.get_tracer("t")
-    original, rag_module._tracer = rag_module._tracer, tracer
-    try:
-        with tracer.start_as_current_span("POST /documents"), rag.parse(document_id="d-1") as stage:
-            stage.span.set_status(Status(StatusCode.ERROR, "unreadable pdf"))  # type: ignore[union-attr]
-    finally:
-        rag_module._tracer = original
+    with (
+        _stages_on(provider) as tracer,
+        tracer.start_as_current_span("POST /documents"),
+        rag.parse(document_id="d-1") as stage,
+    ):
+        stage.span.set_status(Status(StatusCode.ERROR, "unreadable pdf"))  # type: ignore[union-attr]
     assert mirror.force_flush(10_000)
     _wait(stub, 5)
     assert "sk-live-abcdefghijklmnopqrstuvwxyz" not in str(stub.runs)
@@ -176,9 +187,7 @@ def test_langsmith_url_is_known_at_once(stub: LangSmithStub) -> None:
     provider, mirror = _setup(stub.url)
     module._active = mirror
     try:
-        deadline = time.monotonic() + 10
-        while mirror.url_for(1) is None and time.monotonic() < deadline:  # the sender thread resolves the link
-            time.sleep(0.02)
+        _wait_for_link(mirror)  # the sender thread resolves the link
         root = _request(provider)
         url = root.attributes["rag.langsmith.url"]
         root_run = run_id(root.get_span_context().span_id)
@@ -294,9 +303,7 @@ def test_mirror_from_settings_follows_the_settings(stub: LangSmithStub) -> None:
         assert mirror.redactor is redactor and mirror.client.api_url == stub.url
         assert mirror.client.api_key == "lsv2_pt_test"
         assert langsmith_url("0" * 32, None) is None  # no root span id
-        deadline = time.monotonic() + 10
-        while mirror.url_for(1) is None and time.monotonic() < deadline:
-            time.sleep(0.02)
+        _wait_for_link(mirror)
         sampled = next(trace for trace in range(1, 1000) if mirror.sampled(trace))
         skipped = next(trace for trace in range(1, 1000) if not mirror.sampled(trace << 63))
         assert langsmith_url(format(sampled, "032x"), 1) == mirror.url_for(1)
@@ -444,9 +451,7 @@ def test_an_idle_sender_sleeps_resolves_its_link_on_its_own_and_stops_at_once(mo
         assert mirror._thread.name == "otel-rag-langsmith" and mirror._thread.daemon  # named; never holds the exit
         started = time.monotonic()
         assert mirror.force_flush(5_000) and time.monotonic() - started < 0.5  # nothing queued: nothing to wait for
-        deadline = time.monotonic() + 5
-        while mirror.url_for(1) is None and time.monotonic() < deadline:  # no trace sent: the link still resolves
-            time.sleep(0.02)
+        _wait_for_link(mirror, 5)  # no trace sent: the link still resolves
         assert mirror.url_for(1) is not None
         assert sum(1 for request in stub.requests if request.startswith("GET /sessions")) == 3
         cpu = time.process_time()
@@ -469,32 +474,25 @@ def test_an_idle_sender_sleeps_resolves_its_link_on_its_own_and_stops_at_once(mo
 
 def test_only_a_trace_with_rag_spans_gets_a_langsmith_link_on_its_root(stub: LangSmithStub) -> None:
     provider, mirror = _setup(stub.url)
-    tracer = provider.get_tracer("test")
-    import otel_rag.rag as rag_module
-
-    original = rag_module._tracer
-    rag_module._tracer = tracer
     try:
-        deadline = time.monotonic() + 10
-        while mirror.url_for(1) is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        with tracer.start_as_current_span("GET /healthz", kind=SpanKind.SERVER) as plain:
-            token = begin_request("ana", plain)
-            with tracer.start_as_current_span("SELECT 1"):
-                pass
-            end_request(token)
-        with tracer.start_as_current_span("POST /query", kind=SpanKind.SERVER) as answered:
-            token = begin_request("ana", answered)
-            with rag.generate(model="gpt-4o-mini"):
-                pass
-            end_request(token)
+        _wait_for_link(mirror)
+        with _stages_on(provider) as tracer:
+            with tracer.start_as_current_span("GET /healthz", kind=SpanKind.SERVER) as plain:
+                token = begin_request("ana", plain)
+                with tracer.start_as_current_span("SELECT 1"):
+                    pass
+                end_request(token)
+            with tracer.start_as_current_span("POST /query", kind=SpanKind.SERVER) as answered:
+                token = begin_request("ana", answered)
+                with rag.generate(model="gpt-4o-mini"):
+                    pass
+                end_request(token)
         plain_attributes, answered_attributes = (
             cast(ReadableSpan, span).attributes or {} for span in (plain, answered)
         )
         assert "rag.langsmith.url" not in plain_attributes  # nothing mirrored: a link would lead nowhere
         assert answered_attributes["rag.langsmith.url"] == mirror.url_for(answered.get_span_context().span_id)
     finally:
-        rag_module._tracer = original
         mirror.shutdown()
 
 
@@ -505,9 +503,7 @@ def test_a_mirror_built_without_options_mirrors_every_trace_to_the_default_proje
     try:
         assert (mirror.project, mirror.sample_ratio, mirror.capture_content) == ("default", 1.0, False)
         assert all(mirror.sampled(trace_id) for trace_id in (1, 2**63, 2**64 - 1))
-        deadline = time.monotonic() + 5
-        while mirror.url_for(1) is None and time.monotonic() < deadline:  # the link resolved: the sender sleeps
-            time.sleep(0.02)
+        _wait_for_link(mirror, 5)  # the link resolved: the sender sleeps
         assert mirror.force_flush(1_000)  # with nothing queued or being sent a flush returns at once
     finally:
         mirror.shutdown()
@@ -579,13 +575,8 @@ def test_a_genai_instrumentation_span_inside_a_stage_is_mirrored_under_it(stub: 
     """Spans of GenAI instrumentations (opentelemetry-instrumentation-openai-v2's `chat gpt-4o`) carry
     gen_ai.operation.name but no rag.stage: they are runs too."""
     provider, mirror = _setup(stub.url)
-    tracer = provider.get_tracer("test")
-    import otel_rag.rag as rag_module
-
-    original = rag_module._tracer
-    rag_module._tracer = tracer
     try:
-        with tracer.start_as_current_span("POST /query", kind=SpanKind.SERVER) as root:
+        with _stages_on(provider) as tracer, tracer.start_as_current_span("POST /query", kind=SpanKind.SERVER) as root:
             token = begin_request("ana", root)
             with rag.retrieve(index="docs", top_k=2) as stage:
                 stage.results(2)
@@ -595,7 +586,6 @@ def test_a_genai_instrumentation_span_inside_a_stage_is_mirrored_under_it(stub: 
             end_request(token)
         assert mirror.force_flush(10_000)
     finally:
-        rag_module._tracer = original
         mirror.shutdown()
     runs = {run["name"]: run for run in stub.runs.values()}
     assert set(runs) == {"POST /query", "retrieval", "embeddings text-embedding-3-small"}
@@ -608,23 +598,15 @@ def test_a_stage_in_another_trace_puts_no_link_on_the_requests_root(stub: LangSm
     from opentelemetry.context import Context
 
     provider, mirror = _setup(stub.url)
-    tracer = provider.get_tracer("test")
-    import otel_rag.rag as rag_module
-
-    original = rag_module._tracer
-    rag_module._tracer = tracer
     try:
-        deadline = time.monotonic() + 10
-        while mirror.url_for(1) is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        with tracer.start_as_current_span("POST /jobs", kind=SpanKind.SERVER) as request_root:
-            token = begin_request("ana", request_root)
+        _wait_for_link(mirror)
+        with _stages_on(provider) as tracer, tracer.start_as_current_span("POST /jobs", kind=SpanKind.SERVER) as root:
+            token = begin_request("ana", root)
             with tracer.start_as_current_span("job", context=Context()), rag.generate(model="gpt-4o-mini"):
                 pass
             end_request(token)
-        assert "rag.langsmith.url" not in (cast(ReadableSpan, request_root).attributes or {})
+        assert "rag.langsmith.url" not in (cast(ReadableSpan, root).attributes or {})
     finally:
-        rag_module._tracer = original
         mirror.shutdown()
 
 
