@@ -7,7 +7,7 @@ import pytest
 
 from otel_rag._store import queries
 from tests.support.otlp import OtlpReceiver
-from tests.support.pdf import make_pdf
+from examples.rag_app.pdf import make_pdf
 from tests.support.postgres import Database, scratch_dir
 from tests.support.processes import base_env, launch_uvicorn
 

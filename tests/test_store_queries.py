@@ -148,6 +148,26 @@ def test_cli_trace_errors_cost_logs(seeded: Seeded) -> None:
     assert "llm.failed boom 100%" in logs.stdout and "parse.done" not in logs.stdout
 
 
+def test_cli_traces_lists_the_slow_and_the_failed(seeded: Seeded) -> None:
+    every = _cli(seeded.store, "traces", "--since", "-10m")
+    assert every.returncode == 0, every.stderr
+    rows = every.stdout.splitlines()
+    assert rows[0].split()[:3] == ["time", "trace", "id"] and len(rows) == 3
+    assert (
+        seeded.trace_id in rows[2] and "error" in rows[2] and "bob" in rows[2] and "rag-api: POST /documents" in rows[2]
+    )
+    upload_ms = json.loads(_cli(seeded.store, "traces", "--since", "-10m", "--json").stdout)[1]["duration_ms"]
+    slow = json.loads(
+        _cli(seeded.store, "traces", "--since", "-10m", "--slower-than", f"{upload_ms - 0.01}ms", "--json").stdout
+    )
+    assert [t["trace_id"] for t in slow] == [seeded.trace_id]
+    failed = json.loads(_cli(seeded.store, "traces", "--since", "-10m", "--errors", "--json").stdout)
+    assert {t["name"] for t in failed} == {"POST /documents", "GET /health"}
+    assert "no requests in that range" in _cli(seeded.store, "traces", "--since", "-10m", "--until", "-5m").stdout
+    bad = _cli(seeded.store, "traces", "--slower-than", "soon")
+    assert bad.returncode == 2 and "'soon' is not a duration" in bad.stderr
+
+
 def test_cli_bad_input_exits_2_and_missing_exits_1(seeded: Seeded) -> None:
     bad = _cli(seeded.store, "trace", "not-a-trace")
     assert bad.returncode == 2 and "32 hexadecimal characters" in bad.stderr

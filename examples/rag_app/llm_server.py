@@ -7,7 +7,12 @@ sentences that share the most words with the question, and reports token usage (
 `POST /v1/embeddings` returns deterministic hashed bag-of-words vectors with usage. `POST /control` switches the
 behaviour at run time, to exercise latency, error and hallucination paths:
 
-    {"mode": "normal" | "slow" | "fail" | "off_context", "delay": seconds, "fail_ratio": 0..1}
+    {"mode": "normal" | "slow" | "fail" | "off_context", "delay": seconds, "fail_ratio": 0..1,
+     "drift": {"<model>": 0..1}, "seconds_per_1k_tokens": seconds}
+
+`drift` makes a model answer off its context in that share of its answers (a model that hallucinates more, as a
+cheaper or silently updated one may); `seconds_per_1k_tokens` makes each answer take time in proportion to the
+prompt and the answer, as a real model does (0 by default).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 
 app = FastAPI(title="local-llm")
-STATE: dict[str, Any] = {"mode": "normal", "delay": 1.5, "fail_ratio": 1.0}
+STATE: dict[str, Any] = {"mode": "normal", "delay": 1.5, "fail_ratio": 1.0, "drift": {}, "seconds_per_1k_tokens": 0.0}
 _WORD = re.compile(r"[\w']+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 OFF_CONTEXT = "The moon landing happened in 1969 and the capital of Australia is Canberra."
@@ -64,9 +69,12 @@ async def chat(body: dict[str, Any]) -> JSONResponse:
     messages = body.get("messages") or []
     prompt = "\n".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
     user = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
-    text = OFF_CONTEXT if STATE["mode"] == "off_context" else _answer(user)
-    model = body.get("model", "gpt-4o-mini")
+    model = str(body.get("model", "gpt-4o-mini"))
+    strays = random.random() < float(STATE["drift"].get(model, 0.0))
+    text = OFF_CONTEXT if STATE["mode"] == "off_context" or strays else _answer(user)
     usage = {"prompt_tokens": _tokens(prompt), "completion_tokens": _tokens(text)}
+    tokens = usage["prompt_tokens"] + usage["completion_tokens"]
+    await asyncio.sleep(float(STATE["seconds_per_1k_tokens"]) * tokens / 1000)
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
     return JSONResponse(
         {
@@ -108,6 +116,9 @@ async def embeddings(body: dict[str, Any]) -> JSONResponse:
 async def control(body: dict[str, Any]) -> dict[str, Any]:
     if body.get("mode", STATE["mode"]) not in ("normal", "slow", "fail", "off_context"):
         raise HTTPException(status_code=400, detail="mode must be normal, slow, fail or off_context")
+    drift = body.get("drift", {})
+    if not isinstance(drift, dict) or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in drift.values()):
+        raise HTTPException(status_code=400, detail="drift must map model names to a share between 0 and 1")
     STATE.update({k: v for k, v in body.items() if k in STATE})
     return STATE
 

@@ -8,8 +8,11 @@
 best passages as context, checks the answer's groundedness and returns it with sources, token usage and cost;
 `POST /feedback` ({"trace_id", "span_id", "rating": 1..5}) attaches a user's rating to an earlier answer's trace. Every
 response carries `trace_id` (and the `X-Trace-Id` header). The LLM is any OpenAI-compatible endpoint
-(`OPENAI_BASE_URL`, models `RAG_CHAT_MODEL` and `RAG_EMBEDDING_MODEL`). `GET /` is a tiny upload page (built from
-ui/upload.html) showing the returned trace id with a link to the debug page, which the service mounts at `/debug/`.
+(`OPENAI_BASE_URL`, models `RAG_CHAT_MODEL` and `RAG_EMBEDDING_MODEL`); chunks are `RAG_CHUNK_WORDS` words (60) with
+`RAG_CHUNK_OVERLAP` (10) in common, recorded as `rag.chunk.size`/`rag.chunk.overlap` on uploads and questions. The
+deployment's version is the standard `OTEL_RESOURCE_ATTRIBUTES=service.version=...`. `GET /` is a tiny upload page
+(built from ui/upload.html) showing the returned trace id with a link to the debug page, which the service mounts at
+`/debug/`.
 """
 
 from __future__ import annotations
@@ -35,7 +38,21 @@ from otel_rag import rag
 CHAT_MODEL = os.environ.get("RAG_CHAT_MODEL", "gpt-4o-mini")
 EMBEDDING_MODEL = os.environ.get("RAG_EMBEDDING_MODEL", "text-embedding-3-small")
 PROVIDER = os.environ.get("RAG_PROVIDER", "openai")
-CHUNK_WORDS, CHUNK_OVERLAP = 60, 10
+
+
+def _chunking() -> tuple[int, int]:
+    """Words per chunk and overlap (`RAG_CHUNK_WORDS`, `RAG_CHUNK_OVERLAP`): the setting `otel-rag compare` weighs."""
+    try:
+        words = int(os.environ.get("RAG_CHUNK_WORDS", "60"))
+        overlap = int(os.environ.get("RAG_CHUNK_OVERLAP", "10"))
+    except ValueError as error:
+        raise SystemExit(f"RAG_CHUNK_WORDS and RAG_CHUNK_OVERLAP must be whole numbers: {error}") from None
+    if not 0 <= overlap < words:
+        raise SystemExit(f"RAG_CHUNK_OVERLAP ({overlap}) must be at least 0 and less than RAG_CHUNK_WORDS ({words})")
+    return words, overlap
+
+
+CHUNK_WORDS, CHUNK_OVERLAP = _chunking()
 _WORD = re.compile(r"[\w']+")
 
 app = FastAPI(title="rag-app")
@@ -164,7 +181,9 @@ class Query(BaseModel):
 
 @app.post("/query")
 async def query(body: Query) -> dict[str, Any]:
-    with rag.retrieve(index="memory-bm25", top_k=body.top_k * 2) as stage:
+    # the chunking the index was built with, so answers can be compared by it (otel-rag compare --by rag.chunk.size)
+    chunking = {"chunk_size": CHUNK_WORDS, "chunk_overlap": CHUNK_OVERLAP}
+    with rag.retrieve(index="memory-bm25", top_k=body.top_k * 2, **chunking) as stage:
         hits = INDEX.search(body.question, body.top_k * 2)
         stage.results(len(hits), best_score=hits[0][1] if hits else None)
     if not hits:

@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from otel_rag._cli.options import time_window
 from otel_rag._config.settings import ConfigError, load_settings
 from otel_rag._store import queries
 from otel_rag._store.compare import Comparison, Difference, Group, compare_groups, load_requests
@@ -136,6 +137,5 @@ def add_compare_command(commands: Any, store_options: Any) -> None:
     compare.add_argument("--after", help="requests starting at or after this time")
     compare.add_argument("--stage", help="latency of this RAG stage's spans (default: the whole request)")
     compare.add_argument("--baseline", help="the group the others are compared with (default: the largest)")
-    compare.add_argument("--since", default="-24h", help="start: -15m, -2h, -1d, 15:00 (today) or ISO (default -24h)")
-    compare.add_argument("--until", default="now", help="end, same forms (default now)")
+    time_window(compare, "-24h")
     compare.set_defaults(run=_compare)

@@ -25,6 +25,7 @@ from typing import Any
 
 import psycopg
 
+from otel_rag._cli.options import time_window
 from otel_rag._config.settings import ConfigError, load_settings
 from otel_rag._store import queries
 from otel_rag._store.health import StoreHealth, store_health
@@ -220,7 +221,6 @@ def _render(store: StoreHealth, pipeline: Pipeline | None, verdict: Verdict, now
 def add_health_command(commands: Any, store_options: Any) -> None:
     health = commands.add_parser("health", help="is the system healthy? exit 0 healthy, 1 degraded, 2 down")
     store_options(health)
-    health.add_argument("--since", default="-15m", help="start: -15m, -2h, 15:00 (today) or ISO (default -15m)")
-    health.add_argument("--until", default="now", help="end, same forms (default now)")
+    time_window(health, "-15m")
     health.add_argument("--service", help="only this service")
     health.set_defaults(run=_health)

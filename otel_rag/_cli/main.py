@@ -23,6 +23,7 @@ import psycopg
 from otel_rag._cli.compare import add_compare_command
 from otel_rag._cli.doctor import run_checks
 from otel_rag._cli.health import add_health_command
+from otel_rag._cli.options import time_window
 from otel_rag._cli.quality import add_quality_command
 from otel_rag._cli.retention import add_retention_commands
 from otel_rag._config.settings import CATALOGUE, ConfigError, Settings, load_settings, masked
@@ -191,6 +192,21 @@ def _errors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _traces(args: argparse.Namespace) -> int:
+    dsn, schema = _store(args)
+    found = queries.recent_traces(
+        dsn,
+        since=args.since,
+        until=args.until,
+        min_duration_ms=queries.parse_duration_ms(args.slower_than),
+        errors_only=args.errors,
+        schema=schema,
+        limit=args.limit,
+    )
+    _print(args, found, render.render_traces(found))
+    return 0
+
+
 def _cost(args: argparse.Namespace) -> int:
     dsn, schema = _store(args)
     try:
@@ -263,14 +279,17 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--no-logs", action="store_true", help="spans only")
     errors = store_command("errors", "error spans and log lines of one user", _errors)
     errors.add_argument("--user", required=True, help="the user id (X-User-Id / enduser.id)")
-    errors.add_argument("--since", default="-24h", help="start: -15m, -2h, -1d, 15:00 (today) or ISO (default -24h)")
-    errors.add_argument("--until", default="now", help="end, same forms (default now)")
+    time_window(errors, "-24h")
     errors.add_argument("--limit", type=int, default=200)
+    traces = store_command("traces", "requests (root spans) in a time range: the slow ones, the failed ones", _traces)
+    traces.add_argument("--slower-than", help="only requests that took at least this long: 800ms, 2s, 1.5m")
+    traces.add_argument("--errors", action="store_true", help="only requests with an error span")
+    time_window(traces, "-1h")
+    traces.add_argument("--limit", type=int, default=50, help="at most this many, newest first (default 50)")
     cost = store_command("cost", "cost and tokens of one trace, by stage", _cost)
     cost.add_argument("trace_id")
     logs = store_command("logs", "log lines in a time range", _logs)
-    logs.add_argument("--since", default="-1h", help="start: -15m, -2h, -1d, 15:00 (today) or ISO (default -1h)")
-    logs.add_argument("--until", default="now", help="end, same forms (default now)")
+    time_window(logs, "-1h")
     logs.add_argument("--service", help="only this service")
     logs.add_argument("--level", help="this level and above: debug, info, warning, error, critical")
     logs.add_argument("--grep", help="text contained in the message or attributes (case-insensitive)")

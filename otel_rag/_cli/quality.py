@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from otel_rag._cli.options import time_window
 from otel_rag._config.settings import ConfigError, load_settings
 from otel_rag._store import queries
 from otel_rag._store.quality import MIN_ANSWERS, QualityReport, quality_report
@@ -128,7 +129,6 @@ def add_quality_command(commands: Any, store_options: Any) -> None:
     quality = commands.add_parser("quality", help="when did quality drop? exit 1 when a drop is detected")
     store_options(quality)
     quality.add_argument("--bucket", default="1h", help="bucket size: 30s, 10m, 1h, 1d (default 1h)")
-    quality.add_argument("--since", default="-24h", help="start: -15m, -2h, -1d, 15:00 (today) or ISO (default -24h)")
-    quality.add_argument("--until", default="now", help="end, same forms (default now)")
+    time_window(quality, "-24h")
     quality.add_argument("--service", help="only this service")
     quality.set_defaults(run=_quality)

@@ -43,6 +43,10 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _LEVELS = {"debug": 5, "info": 9, "warning": 13, "warn": 13, "error": 17, "critical": 21}
 
 
+_DURATION = re.compile(r"(\d{1,9}(?:\.\d{1,6})?)\s*(ms|s|m)?")
+_DURATION_UNITS = {"ms": 1.0, "s": 1000.0, "m": 60_000.0, None: 1.0}
+
+
 class InvalidInput(ValueError):
     """A query argument is malformed; the message says what is expected."""
 
@@ -90,6 +94,16 @@ def _parse_time(value: str, now: dt.datetime) -> dt.datetime:
         return now.replace(hour=parts[0], minute=parts[1], second=parts[2] if len(parts) > 2 else 0, microsecond=0)
     parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.astimezone()
+
+
+def parse_duration_ms(value: str | None) -> float | None:
+    """`250`, `250ms`, `1.5s`, `2m` as milliseconds."""
+    if value is None or value.strip() == "":
+        return None
+    match = _DURATION.fullmatch(value.strip().lower()) if value.isascii() else None
+    if not match:
+        raise InvalidInput(f"{value!r} is not a duration: use 250ms, 1.5s, 2m or milliseconds")
+    return float(match[1]) * _DURATION_UNITS[match[2]]
 
 
 def time_range(since: str | dt.datetime | None, until: str | dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:

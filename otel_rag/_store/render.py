@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from otel_rag._store.queries import CostLine, ErrorEntry, LogLine, TraceReport
+from otel_rag._store.queries import CostLine, ErrorEntry, LogLine, TraceReport, TraceSummary
 
-__all__ = ["render_cost", "render_errors", "render_logs", "render_trace"]
+__all__ = ["render_cost", "render_errors", "render_logs", "render_trace", "render_traces"]
 
 _BAR_WIDTH = 40
 
@@ -81,6 +81,19 @@ def render_errors(entries: Sequence[ErrorEntry]) -> str:
         lines.append(
             f"{entry.time.astimezone().isoformat(timespec='milliseconds'):<26} {entry.source:<6} "
             f"{entry.trace_id or '-':<32}  {where:<28} {message}"
+        )
+    return "\n".join(lines)
+
+
+def render_traces(found: Sequence[TraceSummary]) -> str:
+    if not found:
+        return "no requests in that range"
+    lines = [f"{'time':<26} {'trace id':<32} {'duration':>10}  {'status':<6} {'user':<16} request"]
+    for trace in found:
+        status = "error" if trace.errors or trace.status == "ERROR" else "ok"
+        lines.append(
+            f"{trace.time.astimezone().isoformat(timespec='milliseconds'):<26} {trace.trace_id:<32} "
+            f"{trace.duration_ms:>8.0f}ms  {status:<6} {(trace.user_id or '-')[:16]:<16} {trace.service}: {trace.name}"
         )
     return "\n".join(lines)
 

@@ -11,7 +11,6 @@ OpenAPI schema documents every answer (schemathesis checks the API against it in
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -27,8 +26,6 @@ from otel_rag.web._access import AccessDenied, DebugConfig, check_access, config
 __all__ = ["api_router"]
 
 _logger = logging.getLogger("otel_rag.web")
-_DURATION = re.compile(r"(\d{1,9}(?:\.\d{1,6})?)\s*(ms|s|m)?")
-_DURATION_UNITS = {"ms": 1.0, "s": 1000.0, "m": 60_000.0, None: 1.0}
 _MAX_TEXT = 200
 _NO_STORE = {"Cache-Control": "no-store"}
 MAX_VALUE = 4096  # characters of one string in an answer (attribute values, messages)
@@ -171,16 +168,6 @@ def _limit(value: str | None, default: int, most: int) -> int:
     return int(value)
 
 
-def parse_duration_ms(value: str | None) -> float | None:
-    """`250`, `250ms`, `1.5s`, `2m` as milliseconds."""
-    if value is None or value.strip() == "":
-        return None
-    match = _DURATION.fullmatch(value.strip().lower()) if value.isascii() else None
-    if not match:
-        raise queries.InvalidInput(f"min_duration {value!r} is not valid: use 250ms, 1.5s, 2m or milliseconds")
-    return float(match[1]) * _DURATION_UNITS[match[2]]
-
-
 def _prometheus_text(figures: dict[str, Any] | None) -> str:
     """The retention job's figures in the Prometheus text format (nothing when no run was ever recorded, so an
     alert on them never fires for a store that does not use retention)."""
@@ -313,7 +300,7 @@ def list_traces(
             connection,
             since=_text(since, "since") or "-1h",
             until=_text(until, "until"),
-            min_duration_ms=parse_duration_ms(min_duration),
+            min_duration_ms=queries.parse_duration_ms(min_duration),
             errors_only=status == "error",
             schema=config.schema,
             limit=_limit(limit, 100, 1000),

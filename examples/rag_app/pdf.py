@@ -1,4 +1,4 @@
-"""A real, minimal PDF (one page per paragraph, Helvetica text), written by hand for upload tests."""
+"""A real, minimal PDF (one page per paragraph, Helvetica text), written by hand for uploads in the tests and traffic."""
 
 from __future__ import annotations
 
