@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from examples.rag_app.pdf import make_pdf
 from otel_rag._store import queries
 from tests.support.otlp import OtlpReceiver
-from examples.rag_app.pdf import make_pdf
 from tests.support.postgres import Database, scratch_dir
 from tests.support.processes import base_env, launch_uvicorn
 

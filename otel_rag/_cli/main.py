@@ -198,7 +198,7 @@ def _traces(args: argparse.Namespace) -> int:
         dsn,
         since=args.since,
         until=args.until,
-        min_duration_ms=queries.parse_duration_ms(args.slower_than),
+        min_duration_ms=queries.parse_duration_ms(args.slower_than, "--slower-than"),
         errors_only=args.errors,
         schema=schema,
         limit=args.limit,

@@ -96,13 +96,13 @@ def _parse_time(value: str, now: dt.datetime) -> dt.datetime:
     return parsed if parsed.tzinfo else parsed.astimezone()
 
 
-def parse_duration_ms(value: str | None) -> float | None:
-    """`250`, `250ms`, `1.5s`, `2m` as milliseconds."""
+def parse_duration_ms(value: str | None, name: str = "duration") -> float | None:
+    """`250`, `250ms`, `1.5s`, `2m` as milliseconds; an error names the option or parameter (`name`)."""
     if value is None or value.strip() == "":
         return None
     match = _DURATION.fullmatch(value.strip().lower()) if value.isascii() else None
     if not match:
-        raise InvalidInput(f"{value!r} is not a duration: use 250ms, 1.5s, 2m or milliseconds")
+        raise InvalidInput(f"{name} {value!r} is not valid: use 250ms, 1.5s, 2m or milliseconds")
     return float(match[1]) * _DURATION_UNITS[match[2]]
 
 

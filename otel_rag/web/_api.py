@@ -300,7 +300,7 @@ def list_traces(
             connection,
             since=_text(since, "since") or "-1h",
             until=_text(until, "until"),
-            min_duration_ms=queries.parse_duration_ms(min_duration),
+            min_duration_ms=queries.parse_duration_ms(min_duration, "min_duration"),
             errors_only=status == "error",
             schema=config.schema,
             limit=_limit(limit, 100, 1000),
