@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 import structlog
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from opentelemetry._logs import SeverityNumber
 
+import otel_rag
 from otel_rag import get_logger, set_user, trace_span
 from otel_rag._config.settings import load_settings
 from otel_rag._telemetry.logs import setup_logging
@@ -75,6 +78,34 @@ def test_exceptions_are_rendered_once_with_type(sdk: CapturedTelemetry, lines: A
         assert line["level"] == "error"
         assert line["exception_type"] == "KeyError"
         assert "Traceback" in line["exception"] and "KeyError: 'missing'" in line["exception"]
+
+
+def test_the_servers_line_about_a_failed_request_joins_its_trace(sdk: CapturedTelemetry, lines: Any) -> None:
+    """uvicorn logs "Exception in ASGI application" after the request's span has ended and its context is gone: the
+    JSON line and the OTel record (what the Postgres sink stores) still carry the request's trace, span and user."""
+    _setup(sdk)
+    app = FastAPI()
+
+    @app.get("/boom")
+    async def boom() -> None:
+        set_user("dora")
+        raise RuntimeError("model overloaded")
+
+    otel_rag.instrument_app(app)
+    with pytest.raises(RuntimeError) as raised, TestClient(app) as client:
+        client.get("/boom")
+    lines()  # the request's own lines
+    logging.getLogger("uvicorn.error").error("Exception in ASGI application\n", exc_info=raised.value)
+    (span,) = sdk.finished()
+    (line,) = [x for x in lines() if x["logger"] == "uvicorn.error"]
+    assert line["trace_id"] == format(span.context.trace_id, "032x") and line["user_id"] == "dora"
+    assert line["span_id"] == format(span.context.span_id, "016x")
+    (record,) = [r.log_record for r in sdk.log_records() if r.log_record.body == "Exception in ASGI application\n"]
+    assert (record.trace_id, record.span_id) == (span.context.trace_id, span.context.span_id)
+    assert record.attributes is not None and record.attributes["enduser.id"] == "dora"
+    logging.getLogger("later").error("no request")
+    (unrelated,) = [r.log_record for r in sdk.log_records() if r.log_record.body == "no request"]
+    assert unrelated.trace_id in (None, 0)
 
 
 def test_secrets_are_redacted_in_keys_and_values(sdk: CapturedTelemetry, lines: Any) -> None:

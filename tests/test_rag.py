@@ -165,7 +165,7 @@ def test_usage_never_raises_into_the_request(sdk: CapturedTelemetry, tokens: tup
     assert pricing.cost_usd("gpt-4o-mini", "10", 5) is None  # type: ignore[arg-type]
 
 
-def test_errors_and_decorators(sdk: CapturedTelemetry) -> None:
+def test_errors_and_decorators(sdk: CapturedTelemetry, caplog: pytest.LogCaptureFixture) -> None:
     @rag.retrieve(index="docs", top_k=3)
     async def search(query: str) -> list[str]:
         await asyncio.sleep(0)
@@ -182,6 +182,11 @@ def test_errors_and_decorators(sdk: CapturedTelemetry) -> None:
     assert retrieve.name == "retrieval" and retrieve.attributes["gen_ai.retrieval.top_k"] == 3
     assert parse.status.status_code is StatusCode.ERROR and parse.attributes["error.type"] == "ValueError"
     assert _metric(sdk, "rag.stage.duration", **{"rag.stage": "parse", "error.type": "ValueError"})
+    done = {record.getMessage(): vars(record) for record in caplog.records}
+    failed = done["parse.done"]  # the failure is on the log line too: `otel-rag logs --level error` shows it
+    assert failed["levelname"] == "ERROR"
+    assert (failed["error.type"], failed["exception.message"]) == ("ValueError", "unreadable pdf")
+    assert done["retrieve.done"]["levelname"] == "INFO" and "error.type" not in done["retrieve.done"]
 
 
 @pytest.mark.parametrize(

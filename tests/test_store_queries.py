@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from otel_rag._store import queries
+from otel_rag._store import queries, render
 from tests.support.plans import plan, real_seq_scans
 from tests.support.postgres import Database
 from tests.support.processes import BIN, base_env
@@ -279,3 +279,21 @@ def test_a_trace_that_arrived_with_a_traceparent_is_listed_once_by_its_root(stor
     assert by_trace[format(0xA1, "032x")].name == "POST /query"
     gateway_trace = format(gateway.get_span_context().trace_id, "032x")
     assert by_trace[gateway_trace].name == "GET /ask" and by_trace[gateway_trace].service == "gateway"
+
+
+def test_log_lines_say_what_failed_on_one_line() -> None:
+    at = dt.datetime(2026, 12, 3, 15, 46, 30, tzinfo=dt.UTC)
+
+    def line(message: str, **attributes: Any) -> queries.LogLine:
+        return queries.LogLine(at, "error", "x", message, "a" * 32, None, "rag-app", None, attributes)
+
+    text = render.render_logs(
+        [
+            line("generate.done", **{"error.type": "InternalServerError", "exception.message": "503 overloaded\nmore"}),
+            line("Exception in ASGI application\n", **{"exception.type": "RuntimeError", "exception.stacktrace": "T"}),
+            line("plain"),
+        ]
+    ).splitlines()
+    assert text[0].endswith("generate.done  [InternalServerError: 503 overloaded]")
+    assert text[1].endswith("Exception in ASGI application  [RuntimeError]")
+    assert text[2].endswith(" plain") and len(text) == 3

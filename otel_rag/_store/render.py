@@ -121,6 +121,17 @@ def render_logs(lines: Sequence[LogLine]) -> str:
         return "no log lines in that range"
     return "\n".join(
         f"{line.time.astimezone().isoformat(timespec='milliseconds')} {line.level:<8} {line.service:<16} "
-        f"{line.trace_id or '-':<32} {line.message or ''}"
+        f"{line.trace_id or '-':<32} {_message_and_failure(line)}"
         for line in lines
     )
+
+
+def _message_and_failure(line: LogLine) -> str:
+    """The message's first line, and what failed when the line says (error.type, exception.type and .message)."""
+    text = (line.message or "").strip().split("\n", 1)[0]
+    attributes = line.attributes
+    failure = attributes.get("exception.type") or attributes.get("error.type")
+    if failure:
+        detail = str(attributes.get("exception.message") or "").split("\n", 1)[0][:200]
+        text += f"  [{failure}: {detail}]" if detail else f"  [{failure}]"
+    return text

@@ -33,6 +33,7 @@ import structlog
 from opentelemetry import trace
 from opentelemetry._logs import Logger as OTelLogger
 from opentelemetry._logs import LoggerProvider, SeverityNumber
+from opentelemetry.context import Context
 from structlog.typing import EventDict, FilteringBoundLogger, Processor
 
 from otel_rag._config.settings import Settings
@@ -258,6 +259,7 @@ class OTelBridge:
             level = event_dict.get("level", "info")
             event_name = attributes.pop(EVENT_NAME, None)
             otel_logger.emit(
+                context=_ended_request(event_dict),
                 severity_number=_SEVERITY.get(level, SeverityNumber.INFO),
                 severity_text=level.upper(),
                 body=None if event_name else event_dict.get("event"),  # an event is its name and attributes
@@ -267,6 +269,16 @@ class OTelBridge:
         finally:
             self._busy.active = False
         return event_dict
+
+
+def _ended_request(event_dict: EventDict) -> Context | None:
+    """The context of a request that ended before this line (the server's "Exception in ASGI application": the
+    enricher found its span on the exception), so the record joins its trace; None: the current context."""
+    trace_hex, span_hex = event_dict.get("trace_id"), event_dict.get("span_id")
+    if not (trace_hex and span_hex) or trace.get_current_span().get_span_context().is_valid:
+        return None
+    ended = trace.SpanContext(int(trace_hex, 16), int(span_hex, 16), False, trace.TraceFlags(trace.TraceFlags.SAMPLED))
+    return trace.set_span_in_context(trace.NonRecordingSpan(ended))
 
 
 def render_json(logger: Any, method_name: str, event_dict: EventDict) -> bytes:

@@ -101,6 +101,7 @@ _ATTRIBUTE_NAMES = {
 # Where a keyword means something else in one stage: a reranker's top_k is not a retrieval's.
 _STAGE_ATTRIBUTE_NAMES = {("rerank", "top_k"): "rag.rerank.top_k"}
 # The GenAI operations (gen_ai.operation.name); reranking is not one the conventions define, so it has none.
+_ERROR_MESSAGE_CHARS = 300
 _OPERATIONS = {"embed": "embeddings", "generate": "chat", "retrieve": "retrieval"}
 # Span name: the operation, then the attribute the conventions add to it when known.
 _NAMED_BY = {"embed": "gen_ai.request.model", "generate": "gen_ai.request.model"}
@@ -262,13 +263,13 @@ class Stage:
         seconds = time.perf_counter() - run._started
         error_type = mark_error(run.span, exc) if exc is not None and run.span is not None else None
         try:
-            run._record(seconds, error_type)
+            run._record(seconds, error_type, str(exc) if error_type else None)
         finally:
             if run.span is not None:
                 _open_stages.pop(run.span.get_span_context().span_id, None)
             run._manager.__exit__(exc_type, exc, tb)
 
-    def _record(self, seconds: float, error_type: str | None) -> None:
+    def _record(self, seconds: float, error_type: str | None, error_message: str | None = None) -> None:
         common: dict[str, Any] = {"rag.stage": self.stage}
         if error_type:
             common["error.type"] = error_type
@@ -298,6 +299,9 @@ class Stage:
             if key.startswith(("rag.", "gen_ai.")) and not key.endswith((".sha256", ".messages"))
         }
         summary["rag.duration_ms"] = round(seconds * 1000, 3)
+        if error_type:  # what failed, on the line itself: `otel-rag logs --level error` shows it without the span
+            summary["error.type"] = error_type
+            summary["exception.message"] = (error_message or "")[:_ERROR_MESSAGE_CHARS]
         _log.log(logging.ERROR if error_type else logging.INFO, f"{self.stage}.done", extra=summary)
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
