@@ -20,8 +20,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from otel_rag._cli.health import DEGRADED, DOWN, HEALTHY, Pipeline, judge
-from otel_rag._store.health import RouteLatency, StoreHealth
+from otel_rag._store.health import DEGRADED, DOWN, HEALTHY, Pipeline, RouteLatency, StoreHealth, judge
 from tests.support.plans import plan, real_seq_scans
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)

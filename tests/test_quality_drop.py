@@ -148,7 +148,9 @@ def test_the_command_finds_the_planted_drop_and_what_changed_then(
     assert drop["before_rate"] < 0.08 < 0.15 < drop["after_rate"] and drop["confidence"] > 0.999
     assert (drop["before_answers"], drop["after_answers"]) == (450, 450)
     changes = {change["what"]: change for change in report["changes"]}
-    assert changes["model"]["before"] == {"gpt-4o-mini": 450} and changes["model"]["after"] == {"gpt-4o-nano": 450}
+    assert changes["model (generate)"]["before"] == {"gpt-4o-mini": 450} and changes["model (generate)"]["after"] == {
+        "gpt-4o-nano": 450
+    }
     assert changes["chunk size"]["before"] == {"60": 450} and changes["chunk size"]["after"] == {"120": 450}
     assert changes["service.version"]["after"] == {"1.1": 450}
     assert changes["prompt size"]["before"] == {"0-1023 tokens": 450}
@@ -157,7 +159,9 @@ def test_the_command_finds_the_planted_drop_and_what_changed_then(
     status, text = _quality(capsys)
     assert status == 1
     assert f"quality dropped at {drop_at:%Y-%m-%d %H:%M}: hallucination" in text
-    assert "what changed then:" in text and "model: before gpt-4o-mini (450); after gpt-4o-nano (450)" in text
+    assert (
+        "what changed then:" in text and "model (generate): before gpt-4o-mini (450); after gpt-4o-nano (450)" in text
+    )
 
 
 @pytest.mark.integration

@@ -19,7 +19,7 @@ import psycopg
 from otel_rag._cli.options import time_window
 from otel_rag._config.settings import ConfigError, load_settings
 from otel_rag._store import queries
-from otel_rag._store.compare import Comparison, Difference, Group, compare_groups, load_requests
+from otel_rag._store.compare import Comparison, Difference, Group, compare_groups, load_requests, to_document
 
 __all__ = ["add_compare_command", "verdict"]
 
@@ -81,21 +81,6 @@ def _render(label: str, groups: list[Group], comparisons: list[Comparison]) -> s
     return "\n".join(lines)
 
 
-def _document(groups: list[Group], comparisons: list[Comparison]) -> dict[str, Any]:
-    return {
-        "groups": [vars(group) for group in groups],
-        "comparisons": [
-            {
-                "group": c.group,
-                "baseline": c.baseline,
-                "enough_data": c.enough_data,
-                "differences": [vars(d) for d in c.differences],
-            }
-            for c in comparisons
-        ],
-    }
-
-
 def _compare(args: argparse.Namespace) -> int:
     if (args.by is None) == (args.before is None and args.after is None):
         raise queries.InvalidInput("say what to compare: --by ATTRIBUTE, or --before TIME and/or --after TIME")
@@ -121,7 +106,7 @@ def _compare(args: argparse.Namespace) -> int:
     groups, comparisons = compare_groups(requests, baseline)
     label = args.by or "time"
     if args.json:
-        print(json.dumps(_document(groups, comparisons), indent=2))
+        print(json.dumps(to_document(groups, comparisons), indent=2))
     elif len(groups) < 2:
         print(f"nothing to compare: {len(groups)} group(s) of requests in the window")
     else:

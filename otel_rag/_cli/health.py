@@ -20,7 +20,6 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -28,74 +27,25 @@ import psycopg
 from otel_rag._cli.options import time_window
 from otel_rag._config.settings import ConfigError, load_settings
 from otel_rag._store import queries
-from otel_rag._store.health import StoreHealth, store_health
+from otel_rag._store.health import (
+    DOWN,
+    Pipeline,
+    StoreHealth,
+    Verdict,
+    duration_text,
+    health_document,
+    judge,
+    store_health,
+)
 
-__all__ = ["Pipeline", "Verdict", "add_health_command", "judge"]
+__all__ = ["add_health_command"]
 
-HEALTHY, DEGRADED, DOWN = 0, 1, 2
-_NAMES = {HEALTHY: "HEALTHY", DEGRADED: "DEGRADED", DOWN: "DOWN"}
 _PIPELINE_QUERIES = {
     "spooled_bytes": "sum(otel_rag_sink_spool_size_bytes)",
     "dropped": "sum(increase(otel_rag_sink_dropped_total[{window}]))",
     "retried": "sum(increase(otel_rag_sink_retried_total[{window}]))",
     "langsmith_failed": "sum(increase(otel_rag_langsmith_failed_total[{window}]))",
 }
-
-
-@dataclass
-class Pipeline:
-    """What Prometheus says about the pipeline (None: not asked, or it could not be reached: `error`)."""
-
-    figures: dict[str, float] = field(default_factory=dict)
-    alerts: list[dict[str, str]] = field(default_factory=list)
-    error: str | None = None
-
-
-@dataclass
-class Verdict:
-    status: int
-    reasons: list[str]
-
-    @property
-    def name(self) -> str:
-        return _NAMES[self.status]
-
-
-def judge(store: StoreHealth, pipeline: Pipeline | None, now: dt.datetime) -> Verdict:
-    """The status and why, from the window's figures (the thresholds of the alert rules)."""
-    down: list[str] = []
-    degraded: list[str] = []
-    rate = store.error_rate
-    if rate is not None and store.requests >= 10 and rate >= 0.5:
-        down.append(f"errors {rate:.0%} of {store.requests} requests")
-    elif rate is not None and store.requests >= 20 and rate > 0.05:
-        degraded.append(f"errors {rate:.1%} of {store.requests} requests (over 5 %)")
-    degraded += [
-        f"p95 of {r.route} ({r.service}) {r.p95_ms / 1000:.1f} s (over 2 s)" for r in store.routes if r.p95_ms > 2000
-    ]
-    hallucinations = store.hallucination_rate
-    if hallucinations is not None and store.answers >= 10 and hallucinations > 0.10:
-        degraded.append(f"hallucinations {hallucinations:.1%} of {store.answers} answers (over 10 %)")
-    age = store.freshness_s(now)
-    if age is None:
-        down.append("no telemetry in the store for a day")
-    elif store.newest_row is not None and store.newest_row < store.start:
-        degraded.append(f"no telemetry in the window (newest row {_duration(age)} ago)")
-    if pipeline is not None:
-        if pipeline.error:
-            degraded.append(f"Prometheus not answering: {pipeline.error}")
-        for name, text in (
-            ("spooled_bytes", "bytes waiting in the sinks' spools"),
-            ("dropped", "records dropped"),
-            ("langsmith_failed", "LangSmith runs failed"),
-        ):
-            if pipeline.figures.get(name, 0) > 0:
-                degraded.append(f"{pipeline.figures[name]:.0f} {text}")
-        for alert in pipeline.alerts:
-            (down if alert.get("severity") == "page" else degraded).append(f"alert {alert['name']} firing")
-    if down:
-        return Verdict(DOWN, down + degraded)
-    return Verdict(DEGRADED if degraded else HEALTHY, degraded)
 
 
 def _prometheus(url: str, window: str) -> Pipeline:
@@ -122,14 +72,6 @@ def _get(url: str, path: str, params: dict[str, str]) -> Any:
         return json.loads(response.read())
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def _window(start: dt.datetime, end: dt.datetime) -> str:
     return f"{max(1, round((end - start).total_seconds()))}s"
 
@@ -150,7 +92,7 @@ def _health(args: argparse.Namespace) -> int:
     pipeline = _prometheus(settings.prometheus_url, _window(start, end)) if settings.prometheus_url else None
     verdict = judge(store, pipeline, now)
     if args.json:
-        print(json.dumps(_document(store, pipeline, verdict, now), indent=2))
+        print(json.dumps(health_document(store, pipeline, verdict, now), indent=2))
     else:
         print(_render(store, pipeline, verdict, now))
     return verdict.status
@@ -162,25 +104,6 @@ def _report_down(args: argparse.Namespace, reason: str) -> int:
     else:
         print(f"health: DOWN\nwhy: {reason}")
     return DOWN
-
-
-def _document(store: StoreHealth, pipeline: Pipeline | None, verdict: Verdict, now: dt.datetime) -> dict[str, Any]:
-    return {
-        "status": verdict.name,
-        "reasons": verdict.reasons,
-        "window": {"start": store.start.isoformat(), "end": store.end.isoformat()},
-        "requests": store.requests,
-        "requests_per_minute": store.requests / store.minutes,
-        "errors": store.errors,
-        "error_rate": store.error_rate,
-        "routes": [vars(route) for route in store.routes],
-        "answers": store.answers,
-        "hallucinations": store.hallucinations,
-        "hallucination_rate": store.hallucination_rate,
-        "cost_per_hour_usd": store.cost_per_hour,
-        "freshness_s": store.freshness_s(now),
-        "pipeline": None if pipeline is None else vars(pipeline),
-    }
 
 
 def _render(store: StoreHealth, pipeline: Pipeline | None, verdict: Verdict, now: dt.datetime) -> str:
@@ -200,7 +123,7 @@ def _render(store: StoreHealth, pipeline: Pipeline | None, verdict: Verdict, now
     )
     lines.append(f"  cost        ${store.cost_per_hour:.4f}/h")
     age = store.freshness_s(now)
-    lines.append(f"  store       newest row {_duration(age) + ' ago' if age is not None else 'over a day ago'}")
+    lines.append(f"  store       newest row {duration_text(age) + ' ago' if age is not None else 'over a day ago'}")
     if pipeline is None:
         lines.append("  pipeline    (set OTEL_RAG_PROMETHEUS_URL for spools, drops, LangSmith and alerts)")
     elif pipeline.error:

@@ -38,37 +38,16 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
-def _document(report: QualityReport) -> dict[str, Any]:
-    drop = report.drop
-    return {
-        "window": {"start": report.start.isoformat(), "end": report.end.isoformat()},
-        "bucket_seconds": report.bucket_seconds,
-        "buckets": [
-            {
-                "start": b.start.isoformat(),
-                "answers": b.answers,
-                "hallucinated": b.hallucinated,
-                "hallucination_rate": b.hallucination_rate,
-                "scores": b.scores,
-                "feedback": b.feedback,
-                "feedback_count": b.feedback_count,
-            }
-            for b in report.buckets
-        ],
-        "drop": None
-        if drop is None
-        else {
-            "at": drop.at.isoformat(),
-            "before_rate": drop.before_rate,
-            "after_rate": drop.after_rate,
-            "before_answers": drop.before_answers,
-            "after_answers": drop.after_answers,
-            "p_value": drop.p_value,
-            "confidence": drop.confidence,
-        },
-        "boundaries_tried": report.boundaries_tried,
-        "changes": [vars(change) for change in report.changes],
-    }
+def _clock(report: QualityReport) -> str:
+    """How a bucket's start is written: to the second when buckets are shorter than a minute."""
+    return "%Y-%m-%d %H:%M:%S" if report.bucket_seconds % 60 else "%Y-%m-%d %H:%M"
+
+
+def _size(seconds: int) -> str:
+    for unit, length in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds % length == 0:
+            return f"{seconds // length} {unit}"
+    return f"{seconds} s"
 
 
 def _answer(report: QualityReport) -> str:
@@ -76,7 +55,7 @@ def _answer(report: QualityReport) -> str:
     drop = report.drop
     if drop is not None:
         return (
-            f"quality dropped at {drop.at:%Y-%m-%d %H:%M}: hallucination {_percent(drop.before_rate)} -> "
+            f"quality dropped at {drop.at.strftime(_clock(report))}: hallucination {_percent(drop.before_rate)} -> "
             f"{_percent(drop.after_rate)} (n={drop.before_answers} before, {drop.after_answers} after), "
             f"confidence {drop.confidence:.1%}"
         )
@@ -87,9 +66,12 @@ def _answer(report: QualityReport) -> str:
 
 def _render(report: QualityReport) -> str:
     names = sorted({name for bucket in report.buckets for name in bucket.scores})
-    header = f"  {'bucket':<16} {'answers':>7} {'halluc.':>8}" + "".join(f" {name[:12]:>12}" for name in names)
+    clock = _clock(report)
+    width = len(report.start.strftime(clock))
+    header = f"  {'bucket':<{width}} {'answers':>7} {'halluc.':>8}" + "".join(f" {name[:12]:>12}" for name in names)
     lines = [
-        f"quality {report.start:%Y-%m-%d %H:%M} to {report.end:%H:%M}, by {report.bucket_seconds // 60} min",
+        f"quality {report.start.strftime(clock)} to {report.end.strftime(clock[9:])}, "
+        f"by {_size(report.bucket_seconds)}",
         header,
     ]
     lines[1] += f" {'feedback':>8}"
@@ -97,7 +79,7 @@ def _render(report: QualityReport) -> str:
         scores = "".join(f" {bucket.scores[name]:>12.2f}" if name in bucket.scores else f" {'-':>12}" for name in names)
         feedback = f"{bucket.feedback:.2f}" if bucket.feedback is not None else "-"
         lines.append(
-            f"  {bucket.start:%Y-%m-%d %H:%M} {bucket.answers:>7} {_percent(bucket.hallucination_rate):>8}"
+            f"  {bucket.start.strftime(clock)} {bucket.answers:>7} {_percent(bucket.hallucination_rate):>8}"
             f"{scores} {feedback:>8}"
         )
     lines.append(_answer(report))
@@ -121,7 +103,7 @@ def _quality(args: argparse.Namespace) -> int:
         raise queries.InvalidInput(f"more than {_MAX_BUCKETS} buckets: use a larger --bucket or a shorter range")
     with psycopg.connect(dsn) as connection:
         report = quality_report(connection, settings.postgres_schema, start, end, bucket, service=args.service)
-    print(json.dumps(_document(report), indent=2) if args.json else _render(report))
+    print(json.dumps(report.to_document(), indent=2) if args.json else _render(report))
     return 1 if report.drop is not None else 0
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "compare_groups",
     "compare_sql",
     "load_requests",
+    "to_document",
 ]
 
 BOOTSTRAP_ROUNDS = 200
@@ -59,6 +60,7 @@ class Group:
     tokens_per_request: float
     error_rate: float
     hallucination_rate: float | None
+    latency_quantiles_ms: list[float] = field(default_factory=list)  # at 0, 5, ..., 100 %: the distribution
 
 
 @dataclass
@@ -111,6 +113,10 @@ class _Columns:
         self.answers = [r.answers for r in requests]
         self.hallucinated = [r.hallucinated for r in requests]
 
+    def all_latencies(self) -> list[float]:
+        """Every latency of the group (each request's, or each span's of the stage)."""
+        return self.flat if self.single else [value for values in self.latencies for value in values]
+
     def figures(self, rows: Sequence[int]) -> dict[str, float | None]:
         if self.single:
             latencies = sorted(map(self.flat.__getitem__, rows))
@@ -145,7 +151,10 @@ def _change(baseline: float | None, value: float | None, relative: bool) -> floa
     return value - baseline
 
 
-def _group(name: str, figures: dict[str, float | None], n: int) -> Group:
+def _group(name: str, figures: dict[str, float | None], columns: _Columns) -> Group:
+    latencies = sorted(columns.all_latencies())
+    quantiles = [_percentile_sorted(latencies, step / 20) for step in range(21)] if latencies else []
+    n = columns.n
     return Group(
         name=name,
         n=n,
@@ -155,6 +164,7 @@ def _group(name: str, figures: dict[str, float | None], n: int) -> Group:
         tokens_per_request=figures["tokens per request"] or 0.0,
         error_rate=figures["error rate"] or 0.0,
         hallucination_rate=figures["hallucination rate"],
+        latency_quantiles_ms=[value for value in quantiles if value is not None],
     )
 
 
@@ -168,7 +178,7 @@ def compare_groups(
     names = sorted(by_group, key=_sort_key)
     columns = {name: _Columns(by_group[name]) for name in names}
     figures = {name: columns[name].figures(range(columns[name].n)) for name in names}
-    groups = [_group(name, figures[name], columns[name].n) for name in names]
+    groups = [_group(name, figures[name], columns[name]) for name in names]
     if not groups:
         return [], []
     base = baseline if baseline in by_group else max(groups, key=lambda g: g.n).name
@@ -186,6 +196,22 @@ def compare_groups(
             comparison.differences.append(Difference(metric, change, low, high, relative))
         comparisons.append(comparison)
     return groups, comparisons
+
+
+def to_document(groups: list[Group], comparisons: list[Comparison]) -> dict[str, Any]:
+    """The groups and comparisons as JSON-ready data (`otel-rag compare --json`, the debug page)."""
+    return {
+        "groups": [vars(group) for group in groups],
+        "comparisons": [
+            {
+                "group": c.group,
+                "baseline": c.baseline,
+                "enough_data": c.enough_data,
+                "differences": [vars(d) for d in c.differences],
+            }
+            for c in comparisons
+        ],
+    }
 
 
 def _sort_key(name: str) -> tuple[int, float, str]:

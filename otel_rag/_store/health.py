@@ -4,7 +4,8 @@ Requests are the root server spans (no parent, or a remote one: the partial inde
 range), their errors the roots with status ERROR, latency their duration per route (p95), answers and
 hallucinations the `gen_ai.evaluation.result` log lines of the evaluation `hallucination`, cost the sum of the spans'
 `cost_usd`, and freshness the age of the newest row the pipeline wrote. Every query is parameterised and reads
-only the window's partitions.
+only the window's partitions. `judge` turns those figures (and Prometheus's view of the pipeline, when asked) into
+healthy, degraded or down with the alert rules' thresholds, for `otel-rag health` and the debug page alike.
 """
 
 from __future__ import annotations
@@ -17,7 +18,20 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-__all__ = ["RouteLatency", "StoreHealth", "health_sql", "store_health"]
+__all__ = [
+    "DEGRADED",
+    "DOWN",
+    "HEALTHY",
+    "Pipeline",
+    "RouteLatency",
+    "StoreHealth",
+    "Verdict",
+    "duration_text",
+    "health_document",
+    "health_sql",
+    "judge",
+    "store_health",
+]
 
 
 @dataclass
@@ -132,3 +146,94 @@ def store_health(
         cost_usd=float(cost["cost"]),
         newest_row=newest,
     )
+
+
+HEALTHY, DEGRADED, DOWN = 0, 1, 2
+_NAMES = {HEALTHY: "HEALTHY", DEGRADED: "DEGRADED", DOWN: "DOWN"}
+
+
+@dataclass
+class Pipeline:
+    """What Prometheus says about the pipeline (None: not asked, or it could not be reached: `error`)."""
+
+    figures: dict[str, float] = field(default_factory=dict)
+    alerts: list[dict[str, str]] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class Verdict:
+    status: int
+    reasons: list[str]
+
+    @property
+    def name(self) -> str:
+        return _NAMES[self.status]
+
+
+def judge(store: StoreHealth, pipeline: Pipeline | None, now: dt.datetime) -> Verdict:
+    """The status and why, from the window's figures (the thresholds of the alert rules)."""
+    down: list[str] = []
+    degraded: list[str] = []
+    rate = store.error_rate
+    if rate is not None and store.requests >= 10 and rate >= 0.5:
+        down.append(f"errors {rate:.0%} of {store.requests} requests")
+    elif rate is not None and store.requests >= 20 and rate > 0.05:
+        degraded.append(f"errors {rate:.1%} of {store.requests} requests (over 5 %)")
+    degraded += [
+        f"p95 of {r.route} ({r.service}) {r.p95_ms / 1000:.1f} s (over 2 s)" for r in store.routes if r.p95_ms > 2000
+    ]
+    hallucinations = store.hallucination_rate
+    if hallucinations is not None and store.answers >= 10 and hallucinations > 0.10:
+        degraded.append(f"hallucinations {hallucinations:.1%} of {store.answers} answers (over 10 %)")
+    age = store.freshness_s(now)
+    if age is None:
+        down.append("no telemetry in the store for a day")
+    elif store.newest_row is not None and store.newest_row < store.start:
+        degraded.append(f"no telemetry in the window (newest row {duration_text(age)} ago)")
+    if pipeline is not None:
+        if pipeline.error:
+            degraded.append(f"Prometheus not answering: {pipeline.error}")
+        for name, text in (
+            ("spooled_bytes", "bytes waiting in the sinks' spools"),
+            ("dropped", "records dropped"),
+            ("langsmith_failed", "LangSmith runs failed"),
+        ):
+            if pipeline.figures.get(name, 0) > 0:
+                degraded.append(f"{pipeline.figures[name]:.0f} {text}")
+        for alert in pipeline.alerts:
+            (down if alert.get("severity") == "page" else degraded).append(f"alert {alert['name']} firing")
+    if down:
+        return Verdict(DOWN, down + degraded)
+    return Verdict(DEGRADED if degraded else HEALTHY, degraded)
+
+
+def duration_text(seconds: float) -> str:
+    """`42 s`, `12 min`, `3.5 h`."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def health_document(
+    store: StoreHealth, pipeline: Pipeline | None, verdict: Verdict, now: dt.datetime
+) -> dict[str, Any]:
+    """JSON-ready (`otel-rag health --json`, the debug page's health strip)."""
+    return {
+        "status": verdict.name,
+        "reasons": verdict.reasons,
+        "window": {"start": store.start.isoformat(), "end": store.end.isoformat()},
+        "requests": store.requests,
+        "requests_per_minute": store.requests / store.minutes,
+        "errors": store.errors,
+        "error_rate": store.error_rate,
+        "routes": [vars(route) for route in store.routes],
+        "answers": store.answers,
+        "hallucinations": store.hallucinations,
+        "hallucination_rate": store.hallucination_rate,
+        "cost_per_hour_usd": store.cost_per_hour,
+        "freshness_s": store.freshness_s(now),
+        "pipeline": None if pipeline is None else vars(pipeline),
+    }

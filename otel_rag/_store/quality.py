@@ -74,6 +74,39 @@ class QualityReport:
     boundaries_tried: int
     changes: list[Change] = field(default_factory=list)
 
+    def to_document(self) -> dict[str, Any]:
+        """JSON-ready (`otel-rag quality --json`, the debug page's quality chart)."""
+        drop = self.drop
+        return {
+            "window": {"start": self.start.isoformat(), "end": self.end.isoformat()},
+            "bucket_seconds": self.bucket_seconds,
+            "buckets": [
+                {
+                    "start": b.start.isoformat(),
+                    "answers": b.answers,
+                    "hallucinated": b.hallucinated,
+                    "hallucination_rate": b.hallucination_rate,
+                    "scores": b.scores,
+                    "feedback": b.feedback,
+                    "feedback_count": b.feedback_count,
+                }
+                for b in self.buckets
+            ],
+            "drop": None
+            if drop is None
+            else {
+                "at": drop.at.isoformat(),
+                "before_rate": drop.before_rate,
+                "after_rate": drop.after_rate,
+                "before_answers": drop.before_answers,
+                "after_answers": drop.after_answers,
+                "p_value": drop.p_value,
+                "confidence": drop.confidence,
+            },
+            "boundaries_tried": self.boundaries_tried,
+            "changes": [vars(change) for change in self.changes],
+        }
+
 
 def _normal_sf(z: float) -> float:
     """P(Z > z) for a standard normal."""
@@ -128,13 +161,15 @@ def quality_sql(schema: str, service: bool = False) -> dict[str, sql.Composed]:
         ).format(logs=logs, only=only),
         # what the stages ran with, on each side of the change point
         "context": sql.SQL(
-            "SELECT time >= %(at)s AS after, attributes->>'gen_ai.request.model' AS model,"
+            "SELECT time >= %(at)s AS after, attributes->>'rag.stage' AS stage,"
+            " attributes->>'gen_ai.request.model' AS model,"
             " attributes->>'rag.chunk.size' AS chunk_size, resource->>'service.version' AS version,"
-            " CASE WHEN (attributes->>'gen_ai.usage.input_tokens') ~ '^[0-9]+$'"
+            " CASE WHEN attributes->>'rag.stage' = 'generate'"
+            " AND (attributes->>'gen_ai.usage.input_tokens') ~ '^[0-9]+$'"
             " THEN width_bucket((attributes->>'gen_ai.usage.input_tokens')::int, 0, 8192, 8) END AS prompt_band,"
             " count(*) AS n"
             " FROM {spans} WHERE time >= %(start)s AND time < %(end)s AND attributes ? 'rag.stage'{only}"
-            " GROUP BY 1, 2, 3, 4, 5"
+            " GROUP BY 1, 2, 3, 4, 5, 6"
         ).format(spans=spans, only=only),
     }
 
@@ -177,24 +212,28 @@ def quality_report(
 
 
 def _changes(rows: list[dict[str, Any]]) -> list[Change]:
-    """The stage attributes whose values differ before and after the change point."""
-    changes = []
-    for key, what in (
-        ("model", "model"),
-        ("chunk_size", "chunk size"),
-        ("version", "service.version"),
-        ("prompt_band", "prompt size"),
-    ):
-        sides: dict[bool, dict[str, int]] = {False: {}, True: {}}
-        for row in rows:
+    """The stage attributes whose values differ before and after the change point (models per stage: the chat
+    model apart from the embedding model; prompt sizes of the generate stage)."""
+    sides: dict[str, dict[bool, dict[str, int]]] = {}
+    for row in rows:
+        for key, what in (
+            ("model", f"model ({row['stage']})"),
+            ("chunk_size", "chunk size"),
+            ("version", "service.version"),
+            ("prompt_band", "prompt size"),
+        ):
             value = row[key]
             if value is None:
                 continue
             label = _prompt_band(int(value)) if key == "prompt_band" else str(value)
-            sides[row["after"]][label] = sides[row["after"]].get(label, 0) + int(row["n"])
-        if sides[False] and sides[True] and set(sides[False]) != set(sides[True]):
-            changes.append(Change(what, sides[False], sides[True]))
-    return changes
+            seen = sides.setdefault(what, {False: {}, True: {}})[row["after"]]
+            seen[label] = seen.get(label, 0) + int(row["n"])
+    kinds = ("model", "chunk size", "service.version", "prompt size")
+    return [
+        Change(what, seen[False], seen[True])
+        for what, seen in sorted(sides.items(), key=lambda item: (kinds.index(item[0].split(" (")[0]), item[0]))
+        if seen[False] and seen[True] and set(seen[False]) != set(seen[True])
+    ]
 
 
 def _prompt_band(band: int) -> str:
