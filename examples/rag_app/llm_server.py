@@ -11,8 +11,8 @@ behaviour at run time, to exercise latency, error and hallucination paths:
      "drift": {"<model>": 0..1}, "seconds_per_1k_tokens": seconds}
 
 `drift` makes a model answer off its context in that share of its answers (a model that hallucinates more, as a
-cheaper or silently updated one may); `seconds_per_1k_tokens` makes each answer take time in proportion to the
-prompt and the answer, as a real model does (0 by default).
+cheaper or silently updated one may); `seconds_per_1k_tokens` makes each call take time in proportion to its
+tokens (prompt and answer, or the texts embedded), as a real model does (0 by default).
 """
 
 from __future__ import annotations
@@ -102,6 +102,7 @@ async def embeddings(body: dict[str, Any]) -> JSONResponse:
     inputs = body.get("input") or []
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
     tokens = sum(_tokens(str(text)) for text in inputs)
+    await asyncio.sleep(float(STATE["seconds_per_1k_tokens"]) * tokens / 1000)
     return JSONResponse(
         {
             "object": "list",

@@ -1,4 +1,4 @@
-"""A real, minimal PDF (one page per paragraph, Helvetica text), written by hand for uploads in the tests and traffic."""
+"""A real, minimal PDF (one page per paragraph, Helvetica text), written by hand for test and traffic uploads."""
 
 from __future__ import annotations
 
