@@ -21,7 +21,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from otel_rag._store.health import DEGRADED, DOWN, HEALTHY, Pipeline, RouteLatency, StoreHealth, judge
-from tests.support.plans import plan, real_seq_scans
+from tests.support.plans import plan, real_seq_scans, seed_two_days
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 START = NOW - dt.timedelta(minutes=15)
@@ -237,24 +237,7 @@ def test_the_pipeline_and_the_alerts_come_from_prometheus(
 def test_the_health_queries_read_only_the_window_through_the_indexes(store: Any) -> None:
     from otel_rag._store.health import health_sql
 
-    with psycopg.connect(store.admin_dsn, autocommit=True) as connection:
-        connection.execute("SELECT otel_rag.ensure_partitions(current_date - 2, current_date + 1)")
-        # 120k spans (a tenth of them request roots) and 120k log lines over the 48 hours around now
-        connection.execute(
-            "INSERT INTO otel_rag.spans (time, end_time, duration_ms, trace_id, span_id, parent_span_id,"
-            " parent_remote, service_name, name, kind, status, cost_usd) SELECT now() + interval '1 day'"
-            " - (i * 1.44) * interval '1 s', now(), 1.0, md5((i / 10)::text), substr(md5(i::text), 1, 16),"
-            " CASE WHEN i % 10 = 0 THEN NULL ELSE 'p' END, CASE WHEN i % 10 = 0 THEN false END, 'svc', 'op',"
-            " CASE WHEN i % 10 = 0 THEN 'SERVER' ELSE 'INTERNAL' END, 'UNSET', 0.001 FROM generate_series(1, 120000) i"
-        )
-        connection.execute(
-            "INSERT INTO otel_rag.logs (time, record_id, trace_id, service_name, severity, severity_number, body,"
-            " attributes) SELECT now() + interval '1 day' - (i * 1.44) * interval '1 s', gen_random_uuid(),"
-            " md5((i / 10)::text), 'svc', 'info', 9, 'line', jsonb_build_object('gen_ai.evaluation.name',"
-            " 'hallucination') FROM generate_series(1, 120000) i"
-        )
-        connection.execute("ANALYZE otel_rag.spans")
-        connection.execute("ANALYZE otel_rag.logs")
+    seed_two_days(store)
     now = dt.datetime.now(dt.UTC)
     params = {"start": now - dt.timedelta(minutes=15), "end": now, "service": "svc", "since": now}
     for service in (False, True):

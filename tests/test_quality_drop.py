@@ -17,7 +17,6 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from otel_rag._cli.quality import parse_bucket
 from otel_rag._store import queries
 from otel_rag._store.quality import MIN_ANSWERS, Bucket, find_drop
 from tests.support.plans import plan, real_seq_scans
@@ -62,10 +61,10 @@ def test_the_correction_for_many_boundaries_keeps_a_borderline_rise_from_countin
 
 
 def test_buckets_are_read_as_durations() -> None:
-    assert parse_bucket("10m") == TEN_MINUTES and parse_bucket("1d") == dt.timedelta(days=1)
+    assert queries.parse_bucket("10m") == TEN_MINUTES and queries.parse_bucket("1d") == dt.timedelta(days=1)
     for bad in ("0m", "10", "ten minutes", "5y"):
         with pytest.raises(queries.InvalidInput, match="--bucket"):
-            parse_bucket(bad)
+            queries.parse_bucket(bad, "--bucket")
 
 
 # -- the command on a real store ------------------------------------------------------------------------------------

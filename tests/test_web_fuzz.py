@@ -60,7 +60,17 @@ def test_no_input_gives_a_server_error_and_every_answer_matches_the_schema(case:
 def test_the_schema_documents_every_endpoint_and_its_errors(fuzz_store: Seeded) -> None:
     document = TestClient(_app(fuzz_store)).get("/openapi.json").json()
     api_paths = {path for path in document["paths"] if path.startswith("/debug/api/")}
-    assert api_paths == {"/debug/api/traces/{trace_id}", "/debug/api/traces", "/debug/api/errors", "/debug/api/logs"}
+    assert api_paths == {
+        "/debug/api/traces/{trace_id}",
+        "/debug/api/traces",
+        "/debug/api/errors",
+        "/debug/api/logs",
+        "/debug/api/series",
+        "/debug/api/quality",
+        "/debug/api/health",
+        "/debug/api/compare",
+        "/debug/api/answers",
+    }
     for path in api_paths:
         answers = document["paths"][path]["get"]["responses"]
         assert {"200", "400", "401", "403", "413", "503"} <= set(answers), path
@@ -79,6 +89,14 @@ def test_the_schema_documents_every_endpoint_and_its_errors(fuzz_store: Seeded) 
         ("/debug/api/traces", {"min_duration": "1e999s"}),
         ("/debug/api/traces", {"min_duration": "\uff19ms"}),  # a fullwidth nine
         ("/debug/api/traces/" + "a" * 31 + "%0A", {}),
+        ("/debug/api/series", {"bucket": "1s", "since": "-30d"}),  # millions of points
+        ("/debug/api/series", {"bucket": "0m"}),
+        ("/debug/api/quality", {"bucket": "\u0661h"}),  # an Arabic-Indic one
+        ("/debug/api/compare", {}),  # nothing to compare by
+        ("/debug/api/compare", {"by": "rag.chunk.size", "before": "-1h"}),  # both ways at once
+        ("/debug/api/compare", {"before": "yesterday"}),
+        ("/debug/api/answers", {"label": "grounded'; DROP TABLE x"}),
+        ("/debug/api/health", {"until": "-99999999999d"}),
     ],
 )
 def test_hostile_parameters_are_400s(fuzz_store: Seeded, path: str, params: dict[str, str]) -> None:

@@ -7,9 +7,7 @@ Exit status: 0 no drop detected, 1 a drop was detected, 2 bad input or configura
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import re
 from typing import Any
 
 import psycopg
@@ -19,19 +17,9 @@ from otel_rag._config.settings import ConfigError, load_settings
 from otel_rag._store import queries
 from otel_rag._store.quality import MIN_ANSWERS, QualityReport, quality_report
 
-__all__ = ["add_quality_command", "parse_bucket"]
+__all__ = ["add_quality_command"]
 
-_BUCKET = re.compile(r"^(\d{1,4})\s*(s|m|h|d)$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _MAX_BUCKETS = 2000
-
-
-def parse_bucket(text: str) -> dt.timedelta:
-    """`30s`, `10m`, `1h`, `1d` as a time bucket."""
-    match = _BUCKET.match(text.strip().lower())
-    if not match or int(match[1]) == 0:
-        raise queries.InvalidInput(f"--bucket {text!r} is not valid: use 30s, 10m, 1h or 1d")
-    return dt.timedelta(seconds=int(match[1]) * _UNITS[match[2]])
 
 
 def _percent(value: float | None) -> str:
@@ -97,7 +85,7 @@ def _quality(args: argparse.Namespace) -> int:
     dsn = args.dsn or settings.postgres_dsn
     if not dsn:
         raise ConfigError("OTEL_RAG_POSTGRES_DSN", "", "a postgresql:// URL (or pass --dsn)")
-    bucket = parse_bucket(args.bucket)
+    bucket = queries.parse_bucket(args.bucket, "--bucket")
     start, end = queries.time_range(args.since, args.until)
     if (end - start) / bucket > _MAX_BUCKETS:
         raise queries.InvalidInput(f"more than {_MAX_BUCKETS} buckets: use a larger --bucket or a shorter range")

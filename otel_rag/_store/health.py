@@ -22,6 +22,7 @@ __all__ = [
     "DEGRADED",
     "DOWN",
     "HEALTHY",
+    "ROOTS_IN_WINDOW",
     "Pipeline",
     "RouteLatency",
     "StoreHealth",
@@ -75,7 +76,8 @@ class StoreHealth:
         return (now - self.newest_row).total_seconds() if self.newest_row else None
 
 
-_ROOTS = sql.SQL(
+# The requests of a window: root server spans (no parent, or a remote one), as the partial index spans_roots_time has
+ROOTS_IN_WINDOW = sql.SQL(
     "(parent_span_id IS NULL OR parent_remote) AND kind = 'SERVER' AND time >= %(start)s AND time < %(end)s"
 )
 
@@ -90,12 +92,12 @@ def health_sql(schema: str, service: bool = False) -> dict[str, sql.Composed]:
         "requests": sql.SQL(
             "SELECT count(*) AS requests, count(*) FILTER (WHERE status = 'ERROR') AS errors"
             " FROM {spans} WHERE {roots}{only}"
-        ).format(spans=spans, roots=_ROOTS, only=only),
+        ).format(spans=spans, roots=ROOTS_IN_WINDOW, only=only),
         "routes": sql.SQL(
             "SELECT service_name AS service, coalesce(attributes->>'http.route', name) AS route,"
             " count(*) AS requests, percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95_ms"
             " FROM {spans} WHERE {roots}{only} GROUP BY 1, 2 ORDER BY 4 DESC LIMIT 20"
-        ).format(spans=spans, roots=_ROOTS, only=only),
+        ).format(spans=spans, roots=ROOTS_IN_WINDOW, only=only),
         "answers": sql.SQL(
             "SELECT count(*) AS answers,"
             " count(*) FILTER (WHERE attributes->>'gen_ai.evaluation.score.label' = 'hallucinated') AS bad"

@@ -43,6 +43,8 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _LEVELS = {"debug": 5, "info": 9, "warning": 13, "warn": 13, "error": 17, "critical": 21}
 
 
+_BUCKET = re.compile(r"^(\d{1,4})\s*(s|m|h|d)$", re.ASCII)
+_BUCKET_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"(\d{1,9}(?:\.\d{1,6})?)\s*(ms|s|m)?")
 _DURATION_UNITS = {"ms": 1.0, "s": 1000.0, "m": 60_000.0, None: 1.0}
 
@@ -104,6 +106,14 @@ def parse_duration_ms(value: str | None, name: str = "duration") -> float | None
     if not match:
         raise InvalidInput(f"{name} {value!r} is not valid: use 250ms, 1.5s, 2m or milliseconds")
     return float(match[1]) * _DURATION_UNITS[match[2]]
+
+
+def parse_bucket(text: str, name: str = "bucket") -> dt.timedelta:
+    """`30s`, `10m`, `1h`, `1d` as a time bucket; an error names the option or parameter (`name`)."""
+    match = _BUCKET.match(text.strip().lower())
+    if not match or int(match[1]) == 0:
+        raise InvalidInput(f"{name} {text!r} is not valid: use 30s, 10m, 1h or 1d")
+    return dt.timedelta(seconds=int(match[1]) * _BUCKET_UNITS[match[2]])
 
 
 def time_range(since: str | dt.datetime | None, until: str | dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
