@@ -168,6 +168,7 @@ def test_compare_shows_each_group_with_its_distribution(shaped: tuple[TestClient
         assert group["latency_quantiles_ms"] == sorted(group["latency_quantiles_ms"])
     (comparison,) = answer["comparisons"]
     assert comparison["enough_data"] and {d["metric"] for d in comparison["differences"]} >= {"p95 latency"}
+    assert comparison["verdict"].startswith("rag.chunk.size 120 vs 60: p95 ")  # the terminal's line, word for word
     at = (shape.start + dt.timedelta(minutes=SWITCH)).isoformat()
     by_time = client.get("/debug/api/compare", params={**shape.window(), "before": at, "after": at}).json()
     assert by_time["by"] == "time" and {g["name"]: g["n"] for g in by_time["groups"]} == {"before": 800, "after": 400}

@@ -13,8 +13,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from otel_rag._cli.compare import verdict
-from otel_rag._store.compare import Request, compare_groups
+from otel_rag._store.compare import Request, compare_groups, verdict
 from tests.support.plans import plan, real_seq_scans
 
 

@@ -19,49 +19,9 @@ import psycopg
 from otel_rag._cli.options import time_window
 from otel_rag._config.settings import ConfigError, load_settings
 from otel_rag._store import queries
-from otel_rag._store.compare import Comparison, Difference, Group, compare_groups, load_requests, to_document
+from otel_rag._store.compare import Comparison, Group, compare_groups, load_requests, to_document, verdict
 
-__all__ = ["add_compare_command", "verdict"]
-
-_SHORT = {
-    "p50 latency": "p50",
-    "p95 latency": "p95",
-    "cost per request": "cost",
-    "tokens per request": "tokens",
-    "error rate": "errors",
-    "hallucination rate": "hallucination",
-}
-
-
-def _difference(difference: Difference) -> str:
-    name = _SHORT[difference.metric]
-    if difference.change is None:
-        return f"{name} -"
-    if difference.relative:
-        text = f"{name} {difference.change:+.0%}"
-        interval = (
-            f" [{difference.low:+.0%}, {difference.high:+.0%}]"
-            if difference.low is not None and difference.high is not None
-            else ""
-        )
-    else:
-        text = f"{name} {difference.change * 100:+.1f} pts"
-        interval = (
-            f" [{difference.low * 100:+.1f}, {difference.high * 100:+.1f}]"
-            if difference.low is not None and difference.high is not None
-            else ""
-        )
-    return text + interval
-
-
-def verdict(label: str, comparison: Comparison) -> str:
-    """One line: "chunk 120 vs 60: p95 +18 % [9 %, 27 %], hallucination -3.1 pts [-5.0, -1.2], cost +22 % ..."."""
-    head = f"{label} {comparison.group} vs {comparison.baseline}"
-    if not comparison.enough_data:
-        return f"{head}: not enough data (fewer than 30 requests in a group)"
-    wanted = ("p95 latency", "hallucination rate", "cost per request", "error rate")
-    parts = [_difference(d) for d in comparison.differences if d.metric in wanted and d.change is not None]
-    return f"{head}: " + ", ".join(parts)
+__all__ = ["add_compare_command"]
 
 
 def _render(label: str, groups: list[Group], comparisons: list[Comparison]) -> str:
@@ -106,7 +66,7 @@ def _compare(args: argparse.Namespace) -> int:
     groups, comparisons = compare_groups(requests, baseline)
     label = args.by or "time"
     if args.json:
-        print(json.dumps(to_document(groups, comparisons), indent=2))
+        print(json.dumps(to_document(groups, comparisons, label), indent=2))
     elif len(groups) < 2:
         print(f"nothing to compare: {len(groups)} group(s) of requests in the window")
     else:

@@ -31,6 +31,7 @@ __all__ = [
     "compare_sql",
     "load_requests",
     "to_document",
+    "verdict",
 ]
 
 BOOTSTRAP_ROUNDS = 200
@@ -198,9 +199,11 @@ def compare_groups(
     return groups, comparisons
 
 
-def to_document(groups: list[Group], comparisons: list[Comparison]) -> dict[str, Any]:
-    """The groups and comparisons as JSON-ready data (`otel-rag compare --json`, the debug page)."""
+def to_document(groups: list[Group], comparisons: list[Comparison], label: str) -> dict[str, Any]:
+    """The groups and comparisons as JSON-ready data, each comparison with its verdict line (`otel-rag compare
+    --json`, the debug page: both say what the terminal says)."""
     return {
+        "by": label,
         "groups": [vars(group) for group in groups],
         "comparisons": [
             {
@@ -208,10 +211,52 @@ def to_document(groups: list[Group], comparisons: list[Comparison]) -> dict[str,
                 "baseline": c.baseline,
                 "enough_data": c.enough_data,
                 "differences": [vars(d) for d in c.differences],
+                "verdict": verdict(label, c),
             }
             for c in comparisons
         ],
     }
+
+
+_SHORT = {
+    "p50 latency": "p50",
+    "p95 latency": "p95",
+    "cost per request": "cost",
+    "tokens per request": "tokens",
+    "error rate": "errors",
+    "hallucination rate": "hallucination",
+}
+
+
+def _difference(difference: Difference) -> str:
+    name = _SHORT[difference.metric]
+    if difference.change is None:
+        return f"{name} -"
+    if difference.relative:
+        text = f"{name} {difference.change:+.0%}"
+        interval = (
+            f" [{difference.low:+.0%}, {difference.high:+.0%}]"
+            if difference.low is not None and difference.high is not None
+            else ""
+        )
+    else:
+        text = f"{name} {difference.change * 100:+.1f} pts"
+        interval = (
+            f" [{difference.low * 100:+.1f}, {difference.high * 100:+.1f}]"
+            if difference.low is not None and difference.high is not None
+            else ""
+        )
+    return text + interval
+
+
+def verdict(label: str, comparison: Comparison) -> str:
+    """One line: "chunk 120 vs 60: p95 +18 % [9 %, 27 %], hallucination -3.1 pts [-5.0, -1.2], cost +22 % ..."."""
+    head = f"{label} {comparison.group} vs {comparison.baseline}"
+    if not comparison.enough_data:
+        return f"{head}: not enough data (fewer than 30 requests in a group)"
+    wanted = ("p95 latency", "hallucination rate", "cost per request", "error rate")
+    parts = [_difference(d) for d in comparison.differences if d.metric in wanted and d.change is not None]
+    return f"{head}: " + ", ".join(parts)
 
 
 def _sort_key(name: str) -> tuple[int, float, str]:

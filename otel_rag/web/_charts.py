@@ -126,7 +126,7 @@ def get_compare(
         )
         chosen = _text(baseline, "baseline") or (None if attribute else "before")
         groups, comparisons = compare_groups(requests, chosen)
-        return {"by": attribute or "time", **to_document(groups, comparisons)}
+        return to_document(groups, comparisons, attribute or "time")
 
     return _answer(request, query)
 
