@@ -153,6 +153,8 @@ def test_the_router_mounts_under_a_prefix_and_serves_the_built_page(seeded: Seed
     assert client.get("/ops/debug/assets/../index.html").status_code == 404
     assert client.get("/ops/debug/assets/%2e%2e/%2e%2e/web/api.py").status_code == 404
     assert client.get("/ops/debug", follow_redirects=False).headers["location"] == "/ops/debug/"
+    compare = client.get("/ops/debug/compare", params={"by": "rag.chunk.size"})
+    assert compare.status_code == 200 and '<base href="/ops/debug/">' in compare.text
 
 
 def test_otel_rag_serve_binds_loopback_without_a_token(seeded: Seeded) -> None:

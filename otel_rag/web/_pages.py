@@ -70,6 +70,8 @@ def _debug_base(request: Request) -> str:
     path = request.url.path
     if "/trace/" in path:
         return path[: path.rindex("/trace/")] + "/"
+    if path.endswith("/compare"):
+        return path[: -len("compare")]
     return path if path.endswith("/") else path + "/"
 
 
@@ -85,6 +87,11 @@ def debug_home(request: Request) -> Response:
 
 @pages_router.get("/debug/trace/{trace_id}", include_in_schema=False)
 def debug_trace_page(request: Request, trace_id: str) -> Response:
+    return html_page("index.html", _debug_base(request))
+
+
+@pages_router.get("/debug/compare", include_in_schema=False)
+def debug_compare_page(request: Request) -> Response:
     return html_page("index.html", _debug_base(request))
 
 

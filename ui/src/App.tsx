@@ -4,16 +4,18 @@
 import { useCallback, useState } from "react";
 import { AuthError, getToken, setToken } from "./api";
 import { SignIn } from "./components/SignIn";
+import { ComparePage } from "./pages/ComparePage";
 import { HomePage } from "./pages/HomePage";
 import { TracePage } from "./pages/TracePage";
 
-export type Route = { page: "home" } | { page: "trace"; traceId: string };
+export type Route = { page: "home" } | { page: "compare" } | { page: "trace"; traceId: string };
 
 export function routeOf(pathname: string, baseUri: string): Route {
   const base = new URL(baseUri).pathname;
   const rest = pathname.startsWith(base) ? pathname.slice(base.length) : pathname;
   const trace = /^trace\/([^/]+)\/?$/.exec(rest);
-  return trace ? { page: "trace", traceId: decodeURIComponent(trace[1]) } : { page: "home" };
+  if (trace) return { page: "trace", traceId: decodeURIComponent(trace[1]) };
+  return /^compare\/?$/.test(rest) ? { page: "compare" } : { page: "home" };
 }
 
 export function refusal(error: AuthError, hadToken: boolean): string {
@@ -33,6 +35,10 @@ export function App() {
         <a href="./" className="brand">
           otel-rag debug
         </a>
+        <nav aria-label="Pages">
+          <a href="./">Overview</a>
+          <a href="compare">Compare</a>
+        </nav>
       </header>
       <main>
         {problem !== null ? (
@@ -46,6 +52,8 @@ export function App() {
           />
         ) : route.page === "trace" ? (
           <TracePage key={signedInTimes} traceId={route.traceId} onAuthError={onAuthError} />
+        ) : route.page === "compare" ? (
+          <ComparePage key={signedInTimes} onAuthError={onAuthError} />
         ) : (
           <HomePage key={signedInTimes} onAuthError={onAuthError} />
         )}

@@ -6,6 +6,7 @@ describe("routes", () => {
     expect(routeOf("/debug/", "http://h/debug/")).toEqual({ page: "home" });
     expect(routeOf("/ops/debug/trace/abc", "http://h/ops/debug/")).toEqual({ page: "trace", traceId: "abc" });
     expect(routeOf("/debug/elsewhere", "http://h/debug/")).toEqual({ page: "home" });
+    expect(routeOf("/ops/debug/compare", "http://h/ops/debug/")).toEqual({ page: "compare" });
   });
 });
 

@@ -73,3 +73,99 @@ export interface TraceSummary {
   status_message: string | null;
   errors: number;
 }
+
+// The pictures' answers (otel_rag/web/_charts.py).
+
+export interface SeriesPoint {
+  start: string;
+  requests: number;
+  errors: number;
+  p95_ms: number | null;
+  cost_usd: Record<string, number>; // by model
+}
+
+export interface SeriesAnswer {
+  window: { start: string; end: string };
+  bucket_seconds: number;
+  models: string[];
+  points: SeriesPoint[];
+}
+
+export interface QualityBucket {
+  start: string;
+  answers: number;
+  hallucinated: number;
+  hallucination_rate: number | null;
+  scores: Record<string, number>;
+  feedback: number | null;
+  feedback_count: number;
+}
+
+export interface QualityAnswer {
+  window: { start: string; end: string };
+  bucket_seconds: number;
+  buckets: QualityBucket[];
+  drop: {
+    at: string;
+    before_rate: number;
+    after_rate: number;
+    before_answers: number;
+    after_answers: number;
+    p_value: number;
+    confidence: number;
+  } | null;
+  boundaries_tried: number;
+  changes: Array<{ what: string; before: Record<string, number>; after: Record<string, number> }>;
+}
+
+export interface HealthAnswer {
+  status: "HEALTHY" | "DEGRADED" | "DOWN";
+  reasons: string[];
+  window: { start: string; end: string };
+  requests: number;
+  requests_per_minute: number;
+  errors: number;
+  error_rate: number | null;
+  routes: Array<{ service: string; route: string; requests: number; p95_ms: number }>;
+  answers: number;
+  hallucinations: number;
+  hallucination_rate: number | null;
+  cost_per_hour_usd: number;
+  freshness_s: number | null;
+}
+
+export interface CompareGroup {
+  name: string;
+  n: number;
+  p50_ms: number | null;
+  p95_ms: number | null;
+  cost_per_request: number;
+  tokens_per_request: number;
+  error_rate: number;
+  hallucination_rate: number | null;
+  latency_quantiles_ms: number[]; // at 0, 5, ..., 100 %
+}
+
+export interface Difference {
+  metric: string;
+  change: number | null;
+  low: number | null;
+  high: number | null;
+  relative: boolean; // percent of the baseline, or points
+}
+
+export interface CompareAnswer {
+  by: string;
+  groups: CompareGroup[];
+  comparisons: Array<{ group: string; baseline: string; enough_data: boolean; differences: Difference[]; verdict: string }>;
+}
+
+export interface JudgedAnswer {
+  time: string;
+  trace_id: string | null;
+  user_id: string | null;
+  service: string;
+  label: string | null;
+  score: number | null;
+  explanation: string | null;
+}

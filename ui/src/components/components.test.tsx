@@ -1,6 +1,7 @@
 import { act } from "react";
 import { render, texts } from "../testing";
 import type { SpanNode, TraceReport } from "../types";
+import { HealthStrip } from "./HealthStrip";
 import { LogLines } from "./SpanDetails";
 import { SummaryBar } from "./SummaryBar";
 import { TraceBadge, TraceLink, traceUrl } from "./TraceLink";
@@ -101,5 +102,35 @@ describe("SummaryBar and log lines", () => {
     const view = render(<LogLines lines={lines} caption="logs" />);
     expect(texts(view.container, '[data-testid="log-line"] td:last-child')).toEqual(["first", "second"]);
     view.unmount();
+  });
+});
+
+describe("HealthStrip", () => {
+  it("shows the verdict, its figures and why", () => {
+    const { container, unmount } = render(
+      <HealthStrip
+        health={{
+          status: "DEGRADED",
+          reasons: ["hallucinations 24.0% of 300 answers (over 10 %)"],
+          window: { start: "2026-12-03T15:00:00Z", end: "2026-12-03T15:15:00Z" },
+          requests: 900,
+          requests_per_minute: 60,
+          errors: 9,
+          error_rate: 0.01,
+          routes: [{ service: "rag", route: "/query", requests: 800, p95_ms: 95 }],
+          answers: 300,
+          hallucinations: 72,
+          hallucination_rate: 0.24,
+          cost_per_hour_usd: 1.5,
+          freshness_s: 3,
+        }}
+      />,
+    );
+    const strip = container.querySelector('[data-testid="health-strip"]');
+    expect(strip?.className).toBe("health-strip status-degraded");
+    expect(texts(container, "[data-testid=health-status]")).toEqual(["DEGRADED"]);
+    expect(texts(container, "dd")).toEqual(["60.0/min", "1.0%", "/query 95 ms", "24.0%", "$1.5000/h", "3 s ago"]);
+    expect(texts(container, ".reasons")).toEqual(["Why: hallucinations 24.0% of 300 answers (over 10 %)"]);
+    unmount();
   });
 });

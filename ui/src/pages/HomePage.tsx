@@ -1,4 +1,5 @@
-// /debug/: find a trace by id, recent errors (by user), slow or failed traces, and logs in a time range.
+// /debug/: the pictures of a window (Overview), then find a trace by id, recent errors (by user), slow or failed
+// traces, and logs in a time range.
 
 import { useState } from "react";
 import type { AuthError } from "../api";
@@ -6,6 +7,7 @@ import { TraceLink } from "../components/TraceLink";
 import { formatDuration, formatTime, TRACE_ID } from "../format";
 import type { ErrorEntry, LogLine, TraceSummary } from "../types";
 import { useApi } from "../useApi";
+import { Overview } from "./Overview";
 
 type OnAuth = { onAuthError: (e: AuthError) => void };
 const RANGES = ["-15m", "-1h", "-6h", "-24h", "-7d"];
@@ -195,6 +197,7 @@ export function HomePage({ onAuthError }: OnAuth) {
   return (
     <div className="home">
       <FindTrace />
+      <Overview onAuthError={onAuthError} />
       <RecentErrors onAuthError={onAuthError} />
       <Traces onAuthError={onAuthError} />
       <Logs onAuthError={onAuthError} />
