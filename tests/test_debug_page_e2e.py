@@ -6,14 +6,12 @@ steps are in ui/e2e/debug-page.mjs (Playwright's API is JavaScript); screenshots
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.browser import run_browser_script
 from tests.support.postgres import Database, scratch_dir
 from tests.support.processes import REPO, AppProcess, base_env, launch_uvicorn
 
@@ -30,22 +28,6 @@ Refunds are accepted within thirty days of purchase. The original receipt is req
 
 Standard shipping takes five business days. Express shipping costs ten dollars and takes two days.
 """
-
-
-def _require_browser_tools() -> str:
-    node = shutil.which("node")
-    missing = [
-        what
-        for what, present in (
-            ("node (Node.js)", node is not None),
-            ("/usr/bin/chromium (apt-get install chromium)", Path("/usr/bin/chromium").exists()),
-            ("ui/node_modules/playwright-core (npm ci in ui/)", (REPO / "ui/node_modules/playwright-core").exists()),
-        )
-        if not present
-    ]
-    assert not missing, f"the browser test needs {', '.join(missing)}: run `make test`"
-    assert node is not None
-    return node
 
 
 @pytest.fixture
@@ -69,23 +51,10 @@ def service(store: Database, llm: str) -> Iterator[AppProcess]:
 
 
 def _run_browser(mode: str, service: AppProcess, tmp_path: Path) -> dict[str, object]:
-    node = _require_browser_tools()
     document = tmp_path / "returns.md"
     document.write_bytes(DOCUMENT)
-    env = {
-        **base_env(),
-        "APP_URL": service.url,
-        "TOKEN": TOKEN,
-        "DOCUMENT": str(document),
-        "ARTIFACTS": str(ARTIFACTS),
-    }
-    result = subprocess.run(
-        [node, str(SCRIPT), mode], cwd=REPO / "ui", env=env, capture_output=True, text=True, timeout=180
-    )
-    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\nservice log:\n{service.stdout()[-3000:]}"
-    findings = json.loads(result.stdout.strip().splitlines()[-1])
-    assert isinstance(findings, dict)
-    return findings
+    env = {"APP_URL": service.url, "TOKEN": TOKEN, "DOCUMENT": str(document), "ARTIFACTS": str(ARTIFACTS)}
+    return run_browser_script(SCRIPT, mode, env, f"service log:\n{service.stdout()[-3000:]}")
 
 
 def test_upload_page_to_waterfall_in_chromium(service: AppProcess, tmp_path: Path) -> None:
