@@ -202,3 +202,25 @@ def test_the_quality_queries_read_the_window_through_the_indexes(store: Any) -> 
             text = plan(store, query, params)
             scans = real_seq_scans(text)
             assert not scans, f"{name}:\n{text}"
+
+
+def test_what_changed_is_what_most_requests_ran_with_stragglers_aside() -> None:
+    from otel_rag._store.quality import _changes
+
+    def row(after: bool, version: str, n: int, chunk: str = "60") -> dict[str, Any]:
+        return {"after": after, "stage": "generate", "model": "m", "chunk_size": chunk, "version": version,
+                "prompt_band": None, "n": n}  # fmt: skip
+
+    # a deploy: a few requests of the new version before the boundary, a few of the old one after it
+    rows = [row(False, "1.4.0", 95), row(False, "1.5.0", 5), row(True, "1.5.0", 90), row(True, "1.4.0", 10)]
+    (change,) = _changes(rows)
+    assert (change.what, change.before, change.after) == (
+        "service.version",
+        {"1.4.0": 95, "1.5.0": 5},
+        {"1.5.0": 90, "1.4.0": 10},
+    )
+    # the same mix on both sides is no change, whatever the values
+    assert (
+        _changes([row(False, "1.4.0", 50), row(False, "1.5.0", 50), row(True, "1.4.0", 45), row(True, "1.5.0", 55)])
+        == []
+    )

@@ -7,7 +7,7 @@ every bucket boundary with at least MIN_ANSWERS answers on each side, a two-prop
 "before"; the boundary with the largest rise is the candidate, and its p-value is multiplied by the number of
 boundaries tried (Bonferroni), so testing many boundaries does not manufacture a drop. Reported when that corrected
 p-value is below 0.05, with its confidence (1 - p). Then what changed at that time: the models, prompt sizes, chunk
-sizes and deployed versions (`service.version`) seen before and after.
+sizes and deployed versions (`service.version`) whose share of the stages moved by CHANGE_SHARE or more across it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 
 __all__ = ["MIN_ANSWERS", "Bucket", "Change", "Drop", "QualityReport", "find_drop", "quality_report", "quality_sql"]
 
+CHANGE_SHARE = 0.2  # of a side's spans: what changed at the drop is what moved at least this much
 MIN_ANSWERS = 20  # on each side of a change point
 _SIGNIFICANCE = 0.05
 
@@ -232,8 +233,18 @@ def _changes(rows: list[dict[str, Any]]) -> list[Change]:
     return [
         Change(what, seen[False], seen[True])
         for what, seen in sorted(sides.items(), key=lambda item: (kinds.index(item[0].split(" (")[0]), item[0]))
-        if seen[False] and seen[True] and set(seen[False]) != set(seen[True])
+        if seen[False] and seen[True] and _shifted(seen[False], seen[True])
     ]
+
+
+def _shifted(before: dict[str, int], after: dict[str, int]) -> bool:
+    """A value's share moved by at least CHANGE_SHARE between the sides: a deploy changes what most requests run
+    with, though a few stragglers of the old version (or early requests of the new one) cross the boundary."""
+    total_before, total_after = sum(before.values()), sum(after.values())
+    return any(
+        abs(before.get(value, 0) / total_before - after.get(value, 0) / total_after) >= CHANGE_SHARE
+        for value in set(before) | set(after)
+    )
 
 
 def _prompt_band(band: int) -> str:
