@@ -5,7 +5,7 @@ Seeding runs inside PostgreSQL (INSERT ... SELECT generate_series, one day parti
 hallucination evaluation), 10 k users, 2 % errors. Then each query runs for random traces / users on one open
 connection (the API accepts a connection, as a server would hold one), and once more with a fresh connection per
 call (as the CLI does). Goals: debug_trace < 10 ms and find_errors < 50 ms (issue 3); health (15 minutes), quality
-(24 hours by the hour) and compare (by chunk size, 24 hours) < 1 s (issue 14).
+(24 hours by the hour), compare (by chunk size, 24 hours) and the debug page's charts (24 hours) < 1 s (issue 14).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from otel_rag._store import queries
 from otel_rag._store.compare import compare_groups, load_requests
 from otel_rag._store.health import store_health
 from otel_rag._store.quality import quality_report
+from otel_rag._store.series import series
 
 DAYS = 30
 
@@ -144,6 +145,12 @@ def main() -> None:
                     ),
                     5,
                 ),
+                1000,
+            )
+            minute = dt.timedelta(minutes=12)  # the page's 24 hours in 120 points
+            _report(
+                "debug page charts (series), 24 hours in 120 points",
+                _time_ms(lambda: series(connection, "otel_rag", day_ago, now, minute), 10),
                 1000,
             )
         it = iter(trace_ids)

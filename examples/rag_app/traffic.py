@@ -356,12 +356,13 @@ def summarise(traffic: Traffic, seconds: float) -> dict[str, Any]:
         if outcome.status >= 400 and outcome.user != "loader":
             failed[outcome.user] = failed.get(outcome.user, 0) + 1
     slowest = max(uploads or loads, key=lambda o: o.seconds)
+    marks = {name: at.strftime("%Y-%m-%dT%H:%M:%SZ") for name, at in traffic.marks.items()}  # URL-safe: no "+"
     return {
-        "START": (traffic.marks["start"] - dt.timedelta(seconds=1)).isoformat(timespec="seconds"),
-        "END": traffic.marks["end"].isoformat(timespec="seconds"),
-        "DEPLOYED_AT": traffic.marks["deployed"].isoformat(timespec="seconds"),
-        "INCIDENT_AT": traffic.marks["incident"].isoformat(timespec="seconds"),
-        "INCIDENT_END": traffic.marks["incident_end"].isoformat(timespec="seconds"),
+        "START": (traffic.marks["start"] - dt.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "END": marks["end"],
+        "DEPLOYED_AT": marks["deployed"],
+        "INCIDENT_AT": marks["incident"],
+        "INCIDENT_END": marks["incident_end"],
         "BUCKET": bucket_for(seconds),
         "SLOW_UPLOAD": slowest.trace_id,
         "ERROR_USER": max(failed, key=lambda user: failed[user]) if failed else UNLUCKY_USER,
