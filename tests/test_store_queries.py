@@ -57,6 +57,8 @@ def test_debug_trace_rejects_bad_ids_and_reports_missing_traces(seeded: Seeded) 
 def test_find_errors_of_one_user_in_a_time_range(seeded: Seeded) -> None:
     errors = queries.find_errors(seeded.reader, "bob", since="-10m")
     assert {(e.source, e.name) for e in errors} == {("span", "rag.generate"), ("log", "rag")}
+    log_error = next(e for e in errors if e.source == "log")
+    assert (log_error.error_type, log_error.message) == ("TimeoutError", "llm.failed boom 100%")
     span_error = next(e for e in errors if e.source == "span")
     assert span_error.trace_id == seeded.trace_id
     assert span_error.error_type == "TimeoutError" and span_error.message == "upstream timeout"

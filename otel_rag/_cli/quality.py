@@ -74,10 +74,12 @@ def _render(report: QualityReport) -> str:
     if report.changes:
         lines.append("what changed then:")
         for change in report.changes:
-            before = ", ".join(f"{value} ({n})" for value, n in sorted(change.before.items()))
-            after = ", ".join(f"{value} ({n})" for value, n in sorted(change.after.items()))
-            lines.append(f"  {change.what}: before {before}; after {after}")
+            lines.append(f"  {change.what}: before {_most_first(change.before)}; after {_most_first(change.after)}")
     return "\n".join(lines)
+
+
+def _most_first(counts: dict[str, int]) -> str:
+    return ", ".join(f"{value} ({n})" for value, n in sorted(counts.items(), key=lambda item: -item[1]))
 
 
 def _quality(args: argparse.Namespace) -> int:

@@ -300,8 +300,9 @@ def user_errors_sql(schema: str, any_user: bool = False) -> sql.Composed:
     """Errors of one user (or of every user, `any_user`), logs and spans together, newest first."""
     user = sql.SQL("" if any_user else "user_id = %(user)s AND ")
     return sql.SQL(
-        "(SELECT time, 'log' AS source, trace_id, span_id, service_name, user_id, logger AS name, body AS message, "
-        "attributes->>'exception_type' AS error_type FROM {logs} "
+        "(SELECT time, 'log' AS source, trace_id, span_id, service_name, user_id, logger AS name, "
+        "concat_ws(': ', body, attributes->>'exception.message') AS message, "
+        "coalesce(attributes->>'exception.type', attributes->>'error.type') AS error_type FROM {logs} "
         "WHERE {user}time >= %(start)s AND time < %(end)s AND severity_number >= 17) "
         "UNION ALL "
         "(SELECT time, 'span', trace_id, span_id, service_name, user_id, name, status_message, "

@@ -77,7 +77,8 @@ def render_errors(entries: Sequence[ErrorEntry]) -> str:
     lines = [f"{'time':<26} {'source':<6} {'trace id':<32}  {'where':<28} message"]
     for entry in entries:
         where = (entry.name or "")[:28]
-        message = " ".join(filter(None, [entry.error_type, entry.message]))[:120]
+        first_line = (entry.message or "").strip().split("\n", 1)[0]
+        message = " ".join(filter(None, [entry.error_type, first_line]))[:120]
         lines.append(
             f"{entry.time.astimezone().isoformat(timespec='milliseconds'):<26} {entry.source:<6} "
             f"{entry.trace_id or '-':<32}  {where:<28} {message}"

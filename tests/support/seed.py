@@ -67,7 +67,7 @@ class Seeded:
                     body="llm.failed boom 100%",
                     severity_number=SeverityNumber.ERROR,
                     severity_text="error",
-                    attributes={"enduser.id": "bob", "exception_type": "TimeoutError"},
+                    attributes={"enduser.id": "bob", "exception.type": "TimeoutError"},  # as the log bridge names it
                 )
         self.trace_id = format(root.get_span_context().trace_id, "032x")
         with tracer.start_as_current_span("GET /health", attributes={"enduser.id": "carol"}) as other:
