@@ -74,7 +74,7 @@ test: lint system-deps stack-binaries ui check-lowest
 
 # Every benchmark; each prints its figures against a baseline measured in the same run. Run as modules from the
 # repository root, so that `bench.*` and `tests.support.*` import as they do under pytest.
-BENCHES := log_event http_overhead http_profile rag_overhead sink_throughput freshness query_latency otlp_pipeline retention
+BENCHES := log_event http_overhead http_profile rag_overhead sink_throughput freshness query_latency otlp_pipeline retention load
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	@for name in $(BENCHES); do echo "== bench/$$name.py"; $(BIN)/python -m bench.$$name || exit 1; done

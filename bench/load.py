@@ -30,6 +30,7 @@ import asyncio
 import datetime as dt
 import os
 import random
+import re
 import signal
 import statistics
 import sys
@@ -313,13 +314,15 @@ async def drive(
     counter = iter(range(requests))
 
     share_of_uploads = 1.0 if uploads_only else 0.33
+    failures: dict[str, int] = {}
 
     async def send(client: httpx.AsyncClient, kind: str, path: str, **request: Any) -> tuple[Sent, Any]:
         """One request; a connection the server dropped (a worker going away) is a failed request, status 0."""
         started = time.monotonic()
         try:
             response = await client.post(url + path, **request)
-        except httpx.TransportError:
+        except httpx.TransportError as error:
+            failures[type(error).__name__] = failures.get(type(error).__name__, 0) + 1
             return Sent(kind, started, time.monotonic(), 0, None), None
         body = response.json() if response.status_code == 200 else None
         return Sent(kind, started, time.monotonic(), response.status_code, response.headers.get("x-trace-id")), body
@@ -353,6 +356,8 @@ async def drive(
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         await asyncio.gather(*(one(client, f"load-user-{n:03d}") for n in range(concurrency)))
+    if failures:
+        print(f"requests that got no answer (the connection failed): {failures}", file=sys.stderr)
     return sent
 
 
@@ -433,6 +438,17 @@ def count(system: System, run: Run, settle: float = 90) -> Count:
         ).fetchall()
         result.figures["requests per process"] = [int(n) for _, n in served]
         result.figures["instances"] = [str(instance) for instance, _ in served]
+        sizes = connection.execute(
+            "SELECT (SELECT count(*) FROM otel_rag.spans) + (SELECT count(*) FROM otel_rag.logs),"
+            " (SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits"
+            "  WHERE inhparent IN ('otel_rag.spans'::regclass, 'otel_rag.logs'::regclass)),"
+            " (SELECT count(*) FROM otel_rag.spans WHERE trace_id = ANY(%s))"
+            " + (SELECT count(*) FROM otel_rag.logs WHERE trace_id = ANY(%s))",
+            (list(expected), list(expected)),
+        ).fetchone()
+        if sizes and sizes[0]:
+            result.figures["rows per request"] = int(sizes[2]) / max(1, len(expected))
+            result.figures["bytes per row"] = int(sizes[1] or 0) / int(sizes[0])
         twice_sql = sql.SQL(
             "SELECT count(*) FROM (SELECT 1 FROM {} WHERE trace_id = ANY(%s)"
             " GROUP BY trace_id, {} HAVING count(*) > 1) d"
@@ -490,14 +506,17 @@ def count(system: System, run: Run, settle: float = 90) -> Count:
     instances = result.figures.get("instances", [])
     counted = [0.0]
 
+    answered = len(run.ok)
+
     def prometheus_count() -> bool:
         counted[0] = system.requests_counted(instances)
         return counted[0] >= len(run.sent)
 
     wait_for(prometheus_count, 30)
     result.figures["prometheus requests"] = counted[0]
-    if counted[0] != len(run.sent):
-        result.missing["prometheus"] = [f"counted {counted[0]:.0f} requests of {len(run.sent)} sent"]
+    # every answered request counted; a request whose connection dropped may or may not have reached the server
+    if not answered <= counted[0] <= len(run.sent):
+        result.missing["prometheus"] = [f"counted {counted[0]:.0f} requests; {answered} were answered"]
     return result
 
 
@@ -563,11 +582,14 @@ def plots(runs: list[Run], folder: Path) -> list[str]:
         for axis in axes:
             for window in run.windows:
                 axis.axvspan(window.start, window.end or window.start + 1, color="#f0a000", alpha=0.2)
-        for window in run.windows:
-            axes[0].annotate(window.fault, (window.start, 0), rotation=90, fontsize=7, va="bottom")
+        for number, window in enumerate(run.windows):
+            axes[0].annotate(
+                window.fault, (window.start, 0.95 - 0.12 * number), xycoords=("data", "axes fraction"), fontsize=8
+            )
+        axes[0].set_ylim(bottom=0)
         axes[0].set_title(f"{run.name}: {len(run.sent)} requests")
         figure.tight_layout()
-        name = f"{run.name.replace(' ', '-')}.png"
+        name = re.sub(r"[^a-z0-9]+", "-", run.name.lower()).strip("-") + ".png"
         figure.savefig(folder / name, dpi=90)
         plt.close(figure)
         written.append(name)
@@ -623,6 +645,9 @@ def report(runs: list[Run], counts: dict[str, Count], args: argparse.Namespace, 
         lines += ["", f"## What arrived: {name}", ""]
         prometheus = counted.figures.get("prometheus requests", 0)
         lines.append(f"- {counted.requests} requests sent; Prometheus counted {prometheus:.0f}")
+        if "rows per request" in counted.figures:
+            rows, size = counted.figures["rows per request"], counted.figures["bytes per row"]
+            lines.append(f"- {rows:.1f} rows per request in Postgres (spans and logs), {size:.0f} bytes per row")
         per_process = counted.figures.get("requests per process", [])
         lines.append(f"- served by {len(per_process)} worker processes: {', '.join(map(str, per_process))} requests")
         for sink, items in counted.missing.items():
