@@ -356,6 +356,8 @@ def summarise(traffic: Traffic, seconds: float) -> dict[str, Any]:
         if outcome.status >= 400 and outcome.user != "loader":
             failed[outcome.user] = failed.get(outcome.user, 0) + 1
     slowest = max(uploads or loads, key=lambda o: o.seconds)
+    # the user whose refused uploads the questions look at (others meet the overload's errors too)
+    error_user = UNLUCKY_USER if failed.get(UNLUCKY_USER) else max(failed, key=failed.__getitem__, default=UNLUCKY_USER)
     marks = {name: at.strftime("%Y-%m-%dT%H:%M:%SZ") for name, at in traffic.marks.items()}  # URL-safe: no "+"
     return {
         "START": (traffic.marks["start"] - dt.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -365,7 +367,7 @@ def summarise(traffic: Traffic, seconds: float) -> dict[str, Any]:
         "INCIDENT_END": marks["incident_end"],
         "BUCKET": bucket_for(seconds),
         "SLOW_UPLOAD": slowest.trace_id,
-        "ERROR_USER": max(failed, key=lambda user: failed[user]) if failed else UNLUCKY_USER,
+        "ERROR_USER": error_user,
         "QUESTION": rated[-1].trace_id if rated else None,
     }
 
