@@ -149,7 +149,7 @@ def main() -> None:
             )
             minute = dt.timedelta(minutes=12)  # the page's 24 hours in 120 points
             _report(
-                "debug page charts (series), 24 hours in 120 points",
+                "page charts, 24 hours, 120 points",
                 _time_ms(lambda: series(connection, "otel_rag", day_ago, now, minute), 10),
                 1000,
             )
