@@ -18,11 +18,12 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from otel_rag._store.windows import ROOTS_IN_WINDOW, service_filter
+
 __all__ = [
     "DEGRADED",
     "DOWN",
     "HEALTHY",
-    "ROOTS_IN_WINDOW",
     "Pipeline",
     "RouteLatency",
     "StoreHealth",
@@ -76,18 +77,12 @@ class StoreHealth:
         return (now - self.newest_row).total_seconds() if self.newest_row else None
 
 
-# The requests of a window: root server spans (no parent, or a remote one), as the partial index spans_roots_time has
-ROOTS_IN_WINDOW = sql.SQL(
-    "(parent_span_id IS NULL OR parent_remote) AND kind = 'SERVER' AND time >= %(start)s AND time < %(end)s"
-)
-
-
 def health_sql(schema: str, service: bool = False) -> dict[str, sql.Composed]:
     """The health queries, by name (the tests EXPLAIN them to check index use). Parameters: start, end, service,
     since (the newest-row queries: the newest row at or before the window's end, so rows stamped in the future by a
     skewed clock do not hide a silent pipeline)."""
     spans, logs = sql.Identifier(schema, "spans"), sql.Identifier(schema, "logs")
-    only = sql.SQL(" AND service_name = %(service)s") if service else sql.SQL("")
+    only = service_filter(service)
     return {
         "requests": sql.SQL(
             "SELECT count(*) AS requests, count(*) FILTER (WHERE status = 'ERROR') AS errors"

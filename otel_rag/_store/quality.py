@@ -21,6 +21,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from otel_rag._store.windows import bucket_starts, service_filter
+
 __all__ = ["MIN_ANSWERS", "Bucket", "Change", "Drop", "QualityReport", "find_drop", "quality_report", "quality_sql"]
 
 CHANGE_SHARE = 0.2  # of a side's spans: what changed at the drop is what moved at least this much
@@ -149,7 +151,7 @@ def find_drop(buckets: list[Bucket], min_answers: int = MIN_ANSWERS) -> tuple[Dr
 def quality_sql(schema: str, service: bool = False) -> dict[str, sql.Composed]:
     """The quality queries (the tests EXPLAIN them). Parameters: start, end, bucket (an interval), service, at."""
     logs, spans = sql.Identifier(schema, "logs"), sql.Identifier(schema, "spans")
-    only = sql.SQL(" AND service_name = %(service)s") if service else sql.SQL("")
+    only = service_filter(service)
     return {
         "evaluations": sql.SQL(
             "SELECT date_bin(%(bucket)s, time, %(start)s) AS bucket, attributes->>'gen_ai.evaluation.name' AS name,"
@@ -188,11 +190,7 @@ def quality_report(
     """Answer quality per bucket of [start, end), the drop if one is significant, and what changed then."""
     queries = quality_sql(schema, service is not None)
     params: dict[str, Any] = {"start": start, "end": end, "bucket": bucket, "service": service}
-    buckets: dict[dt.datetime, Bucket] = {}
-    count = max(1, math.ceil((end - start) / bucket))
-    for number in range(count):
-        at = start + number * bucket
-        buckets[at] = Bucket(at)
+    buckets = {at: Bucket(at) for at in bucket_starts(start, end, bucket)}
     with connection.cursor(row_factory=dict_row) as cursor:
         for row in cursor.execute(queries["evaluations"], params).fetchall():
             item = buckets.setdefault(row["bucket"], Bucket(row["bucket"]))

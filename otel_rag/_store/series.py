@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from otel_rag._store.health import ROOTS_IN_WINDOW
+from otel_rag._store.windows import ROOTS_IN_WINDOW, bucket_starts, service_filter
 
 __all__ = ["Answer", "Point", "Series", "answers_sql", "auto_bucket", "judged_answers", "series", "series_sql"]
 
@@ -85,7 +85,7 @@ def auto_bucket(start: dt.datetime, end: dt.datetime) -> dt.timedelta:
 def series_sql(schema: str, service: bool = False) -> dict[str, sql.Composed]:
     """The queries, by name. Parameters: start, end, bucket (an interval), service."""
     spans = sql.Identifier(schema, "spans")
-    only = sql.SQL(" AND service_name = %(service)s") if service else sql.SQL("")
+    only = service_filter(service)
     return {
         "requests": sql.SQL(
             "SELECT date_bin(%(bucket)s, time, %(start)s) AS bucket, count(*) AS requests,"
@@ -114,8 +114,7 @@ def series(
     """Every bucket of [start, end), empty ones included (a gap in traffic shows as zero, not as a missing point)."""
     queries = series_sql(schema, service is not None)
     params: dict[str, Any] = {"start": start, "end": end, "bucket": bucket, "service": service}
-    count = max(1, math.ceil((end - start) / bucket))
-    points = {start + number * bucket: Point(start + number * bucket) for number in range(count)}
+    points = {at: Point(at) for at in bucket_starts(start, end, bucket)}
     with connection.cursor(row_factory=dict_row) as cursor:
         for row in cursor.execute(queries["requests"], params).fetchall():
             point = points.setdefault(row["bucket"], Point(row["bucket"]))
