@@ -273,9 +273,12 @@ class OTelBridge:
 
 def _ended_request(event_dict: EventDict) -> Context | None:
     """The context of a request that ended before this line (the server's "Exception in ASGI application": the
-    enricher found its span on the exception), so the record joins its trace; None: the current context."""
+    enricher found its span on the exception), so the record joins its trace; None: the current context. Only a line
+    with an exception can be one, so every other line costs one dictionary lookup here."""
     trace_hex, span_hex = event_dict.get("trace_id"), event_dict.get("span_id")
-    if not (trace_hex and span_hex) or trace.get_current_span().get_span_context().is_valid:
+    if "exception" not in event_dict or not (trace_hex and span_hex):
+        return None
+    if trace.get_current_span().get_span_context().is_valid:
         return None
     ended = trace.SpanContext(int(trace_hex, 16), int(span_hex, 16), False, trace.TraceFlags(trace.TraceFlags.SAMPLED))
     return trace.set_span_in_context(trace.NonRecordingSpan(ended))
