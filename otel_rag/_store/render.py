@@ -77,8 +77,7 @@ def render_errors(entries: Sequence[ErrorEntry]) -> str:
     lines = [f"{'time':<26} {'source':<6} {'trace id':<32}  {'where':<28} message"]
     for entry in entries:
         where = (entry.name or "")[:28]
-        first_line = (entry.message or "").strip().split("\n", 1)[0]
-        message = " ".join(filter(None, [entry.error_type, first_line]))[:120]
+        message = " ".join(filter(None, [entry.error_type, _first_line(entry.message)]))[:120]
         lines.append(
             f"{entry.time.astimezone().isoformat(timespec='milliseconds'):<26} {entry.source:<6} "
             f"{entry.trace_id or '-':<32}  {where:<28} {message}"
@@ -127,12 +126,17 @@ def render_logs(lines: Sequence[LogLine]) -> str:
     )
 
 
+def _first_line(text: str | None) -> str:
+    """A message as one line of a listing (a server's exception line ends in a newline; tracebacks span many)."""
+    return (text or "").strip().split("\n", 1)[0]
+
+
 def _message_and_failure(line: LogLine) -> str:
     """The message's first line, and what failed when the line says (error.type, exception.type and .message)."""
-    text = (line.message or "").strip().split("\n", 1)[0]
+    text = _first_line(line.message)
     attributes = line.attributes
     failure = attributes.get("exception.type") or attributes.get("error.type")
     if failure:
-        detail = str(attributes.get("exception.message") or "").split("\n", 1)[0][:200]
+        detail = _first_line(str(attributes.get("exception.message") or ""))[:200]
         text += f"  [{failure}: {detail}]" if detail else f"  [{failure}]"
     return text

@@ -34,13 +34,15 @@ def _window(since: str | None, until: str | None, default: str) -> tuple[dt.date
     return queries.time_range(_text(since, "since") or default, _text(until, "until"))
 
 
-def _bucket(value: str | None, start: dt.datetime, end: dt.datetime) -> dt.timedelta:
-    """The bucket asked for (30s, 10m, 1h), or one that draws the window in at most MAX_POINTS points."""
+def _bucketed(since: str | None, until: str | None, value: str | None) -> tuple[dt.datetime, dt.datetime, dt.timedelta]:
+    """The window (default: the last 24 hours) and the bucket asked for (30s, 10m, 1h), or one that draws the window
+    in at most MAX_POINTS points."""
+    start, end = _window(since, until, "-24h")
     text = _text(value, "bucket")
     bucket = queries.parse_bucket(text, "bucket") if text else auto_bucket(start, end)
     if (end - start) / bucket > MAX_POINTS * 10:
         raise queries.InvalidInput(f"bucket {text!r} makes more than {MAX_POINTS * 10} points: use a larger one")
-    return bucket
+    return start, end, bucket
 
 
 @charts_router.get("/debug/api/series", responses=_answers(dict[str, Any]))
@@ -55,8 +57,7 @@ def get_series(
     """Requests, errors and p95 per bucket, and cost per bucket by model (default: the last 24 hours)."""
 
     def query(connection: psycopg.Connection[Any], config: DebugConfig) -> Any:
-        start, end = _window(since, until, "-24h")
-        size = _bucket(bucket, start, end)
+        start, end, size = _bucketed(since, until, bucket)
         return series(connection, config.schema, start, end, size, service=_text(service, "service")).to_document()
 
     return _answer(request, query)
@@ -74,8 +75,7 @@ def get_quality(
     """Answer quality per bucket, the drop if one is significant and what changed then (`otel-rag quality`)."""
 
     def query(connection: psycopg.Connection[Any], config: DebugConfig) -> Any:
-        start, end = _window(since, until, "-24h")
-        size = _bucket(bucket, start, end)
+        start, end, size = _bucketed(since, until, bucket)
         report = quality_report(connection, config.schema, start, end, size, service=_text(service, "service"))
         return report.to_document()
 
