@@ -20,11 +20,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from importlib.metadata import entry_points
 from typing import Any
 
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+
+# The SDK's cached scan of installed entry points: the SDK, the launcher and we read it several times at start-up,
+# and each uncached scan of every installed package costs ~15 ms.
+from opentelemetry.util._importlib_metadata import entry_points
 
 from otel_rag._config.settings import (
     LOGS_EXPORTER,
@@ -95,7 +98,7 @@ def preflight(settings: Settings) -> None:
             raise ConfigError(variable, ",".join(names), f"a comma-separated list of {accepted}")
         if "postgres" in names and not settings.postgres_dsn:
             raise ConfigError("OTEL_RAG_POSTGRES_DSN", "", f"a postgresql:// URL ({variable} includes postgres)")
-    if "postgres" in settings.traces_exporter + settings.logs_exporter:
+    if _uses_postgres(settings):
         _prepare_spool_dir(settings.spool_dir)
 
 
@@ -195,21 +198,13 @@ def _build(settings: Settings, sdk_kwargs: dict[str, Any]) -> None:
         setup_logging(settings, provider=None)
         return
     preflight(settings)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk._configuration import _initialize_components
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
     from opentelemetry.sdk.trace import SpanProcessor
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-    from otel_rag._store.exporters import (
-        PostgresLogExporter,
-        PostgresLogProcessor,
-        PostgresSpanExporter,
-        PostgresSpanProcessor,
-    )
     from otel_rag._telemetry.log_correlation import install_record_trace_fields
     from otel_rag._telemetry.metrics import start_health_counters
-    from otel_rag._telemetry.otlp import FastOTLPSpanExporter
     from otel_rag._telemetry.prometheus_server import metric_exporters_for_sdk, take_warnings
     from otel_rag._telemetry.redaction import RedactingLogExporter, RedactingSpanExporter, Redactor, scrub_resource
     from otel_rag._telemetry.tracing import UserSpanProcessor, propagate_context_to_threads
@@ -222,25 +217,30 @@ def _build(settings: Settings, sdk_kwargs: dict[str, Any]) -> None:
     redactor = Redactor(settings.redact_keys, settings.redact_patterns)
 
     def export_span_processor(span_exporter: SpanExporter, *args: Any, **kwargs: Any) -> SpanProcessor:
-        if isinstance(span_exporter, PostgresSpanExporter):
+        if _is_instance(span_exporter, _POSTGRES_EXPORTERS, "PostgresSpanExporter"):
+            from otel_rag._store.exporters import PostgresSpanProcessor
+
             # The sink queues without I/O and redacts in its own thread: no second buffer that could drop.
-            return PostgresSpanProcessor(span_exporter)
-        if type(span_exporter) is OTLPSpanExporter:
+            return PostgresSpanProcessor(span_exporter)  # type: ignore[arg-type]
+        if _is_exact_type(span_exporter, _OTLP_HTTP_SPAN_EXPORTER, "OTLPSpanExporter"):
+            from otel_rag._telemetry.otlp import FastOTLPSpanExporter
+
             # Same exporter, same settings; only the protobuf encoder differs (see otlp.py).
             span_exporter.__class__ = FastOTLPSpanExporter
         return BatchSpanProcessor(RedactingSpanExporter(span_exporter, redactor))
 
     def export_log_processor(exporter: LogRecordExporter, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(exporter, PostgresLogExporter):
-            return PostgresLogProcessor(exporter)
+        if _is_instance(exporter, _POSTGRES_EXPORTERS, "PostgresLogExporter"):
+            from otel_rag._store.exporters import PostgresLogProcessor
+
+            return PostgresLogProcessor(exporter)  # type: ignore[arg-type]
         return BatchLogRecordProcessor(RedactingLogExporter(exporter, redactor))
 
     span_processors: list[SpanProcessor] = [UserSpanProcessor(), GenAIChildSpans()]
     mirror = mirror_from_settings(settings, redactor)
     if mirror is not None:
         span_processors.append(mirror)
-    sink_args = {"settings": settings, "redactor": redactor}
-    exporter_args_map: dict[Any, Any] = {PostgresSpanExporter: sink_args, PostgresLogExporter: sink_args}
+    exporter_args_map = _sink_exporter_args(settings, redactor)
     exporter_args_map.update(sdk_kwargs.pop("exporter_args_map", None) or {})
     resource_attributes = _resource_attributes(sdk_kwargs)
     # The SDK reads the exporters from the environment; this process's choice must not leak into the
@@ -256,9 +256,7 @@ def _build(settings: Settings, sdk_kwargs: dict[str, Any]) -> None:
             **sdk_kwargs,
         )
     scrub_resource(trace.get_tracer_provider(), redactor)
-    start_health_counters(
-        sink="postgres" in settings.traces_exporter + settings.logs_exporter, langsmith=mirror is not None
-    )
+    start_health_counters(sink=_uses_postgres(settings), langsmith=mirror is not None)
     # Bridge log lines into OTel only when some log exporter will receive them: it costs ~20 us a line.
     exporting_logs = any(name != "none" for name in settings.logs_exporter)
     bridge = _logs.get_logger_provider() if exporting_logs else None
@@ -270,6 +268,37 @@ def _build(settings: Settings, sdk_kwargs: dict[str, Any]) -> None:
         _logger.warning(warning)
     propagate_context_to_threads(settings.thread_context)
     _flush_on_sigterm(settings.shutdown_timeout_ms / 1000)
+
+
+# Modules whose classes the processors above look for. Imported only when configured (together ~90 ms of start-up):
+# an exporter whose module was never imported cannot be one of them.
+_POSTGRES_EXPORTERS = "otel_rag._store.exporters"
+_OTLP_HTTP_SPAN_EXPORTER = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
+
+
+def _uses_postgres(settings: Settings) -> bool:
+    return "postgres" in settings.traces_exporter + settings.logs_exporter
+
+
+def _sink_exporter_args(settings: Settings, redactor: Any) -> dict[Any, Any]:
+    """What the SDK passes to our Postgres exporters; the store (psycopg, the writer) is imported only when used."""
+    if not _uses_postgres(settings):
+        return {}
+    from otel_rag._store.exporters import PostgresLogExporter, PostgresSpanExporter
+
+    sink_args = {"settings": settings, "redactor": redactor}
+    return {PostgresSpanExporter: sink_args, PostgresLogExporter: sink_args}
+
+
+def _is_instance(obj: object, module: str, name: str) -> bool:
+    """isinstance() against a class named by its module, without importing that module."""
+    loaded = sys.modules.get(module)
+    return loaded is not None and isinstance(obj, getattr(loaded, name))
+
+
+def _is_exact_type(obj: object, module: str, name: str) -> bool:
+    loaded = sys.modules.get(module)
+    return loaded is not None and type(obj) is getattr(loaded, name)
 
 
 def _resource_attributes(sdk_kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -207,7 +207,7 @@ def _postgres_dsn(raw: str) -> str:
 
 def _propagators(raw: str) -> tuple[str, ...]:
     """Names the SDK resolves through the `opentelemetry_propagator` entry points (or `none`)."""
-    from importlib.metadata import entry_points
+    from opentelemetry.util._importlib_metadata import entry_points  # the SDK's cached scan
 
     names = _csv(raw)
     installed = {entry_point.name for entry_point in entry_points(group="opentelemetry_propagator")}
