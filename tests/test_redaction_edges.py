@@ -6,6 +6,7 @@ copies that keep everything but the secrets."""
 from __future__ import annotations
 
 import enum
+import re
 import types
 from typing import Any
 
@@ -102,6 +103,26 @@ def test_long_text_is_cut_before_scanning() -> None:
     assert R.scrub_text("x" * MAX_TEXT) == "x" * MAX_TEXT
     assert R.scrub_text("x" * (MAX_TEXT + 3)) == "x" * MAX_TEXT + "...[cut 3 characters]"
     assert R.scrub_text("y" * 4) == "y" * 4
+
+
+def test_short_texts_are_remembered_with_the_same_answer_and_a_bounded_memo() -> None:
+    """The memo that makes a span's repeated strings cheap (issue 16) must answer exactly as a scan would."""
+    redactor = Redactor(extra_patterns=[re.compile(r"\d{3}-\d{4}")])
+    secret = "Authorization: Bearer abcdefghijklmnop1234"
+    first = redactor.scrub_text(secret)
+    assert first == "Authorization: Bearer [REDACTED]"
+    assert redactor.scrub_text("".join(secret)) == first  # an equal string, another object: the same answer
+    assert redactor.scrub_text("call 555-1234") == "call [REDACTED]" == redactor.scrub_text("call 555-1234")
+    clean = "".join(["GET /ping", ""])
+    assert redactor.scrub_text(clean) is clean
+    again = "".join(["GET /ping", " "]).strip()  # equal to a remembered text, but another object
+    assert again is not clean and redactor.scrub_text(again) is again  # callers compare identity to copy less
+    long_secret = "x" * (redaction.MEMO_MAX_LEN + 1) + " password=hunter22"
+    assert redactor.scrub_text(long_secret).endswith("password=[REDACTED]")
+    for number in range(redaction.MEMO_ENTRIES + 10):
+        redactor.scrub_text(f"text {number}")
+    assert len(redactor._text_memo) <= redaction.MEMO_ENTRIES
+    assert redactor.scrub_text(secret) == first
 
 
 class _Color(enum.IntEnum):

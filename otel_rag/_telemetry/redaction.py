@@ -51,6 +51,11 @@ CIRCULAR = "[circular reference]"
 TOO_DEEP = "[nested too deep]"
 MAX_DEPTH = 32  # levels of dicts/lists kept; deeper values become TOO_DEEP (JSON encoders stop near 255)
 MAX_TEXT = 1_000_000  # longer strings are cut before scanning, so one huge value cannot stall a thread
+# Short texts repeat (attribute keys, methods, routes, addresses, user agents, model names): their result is kept,
+# up to this many (then the memo starts again), so a span's twenty strings cost a lookup each, not a scan.
+MEMO_MAX_LEN = 128
+MEMO_ENTRIES = 4096
+_UNCHANGED = object()
 
 # A key containing one of these names a secret: its whole value is replaced.
 _SECRET_KEY_PARTS = (
@@ -202,6 +207,7 @@ class Redactor:
         self._key_parts = tuple(part.lower() for part in (*_SECRET_KEY_PARTS, *extra_keys) if part)
         self._pii_patterns = tuple(extra_patterns)
         self._key_cache: dict[str, bool] = {}
+        self._text_memo: dict[str, object] = {}
         self._resources: dict[int, tuple[Any, Any]] = {}
 
     def is_secret_key(self, key: str) -> bool:
@@ -215,7 +221,19 @@ class Redactor:
         return cached
 
     def scrub_text(self, text: str) -> str:
-        """Mask secret-looking substrings and PII inside free text."""
+        """Mask secret-looking substrings and PII inside free text (the same object when nothing was masked)."""
+        if len(text) > MEMO_MAX_LEN:
+            return self._scan_text(text)
+        memo = self._text_memo
+        known = memo.get(text)
+        if known is None:
+            scrubbed = self._scan_text(text)
+            if len(memo) >= MEMO_ENTRIES:
+                memo.clear()
+            memo[text] = known = _UNCHANGED if scrubbed is text else scrubbed
+        return text if known is _UNCHANGED else known  # type: ignore[return-value]
+
+    def _scan_text(self, text: str) -> str:
         if len(text) > MAX_TEXT:
             text = text[:MAX_TEXT] + f"...[cut {len(text) - MAX_TEXT} characters]"
         if len(text) >= 5:  # the shortest secret form, pwd=x
