@@ -4,8 +4,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG15 := /usr/lib/postgresql/15/bin/postgres
 APT_PROGRAMS := $(PG15) /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager /usr/bin/amtool \
-  /usr/bin/chromium
-APT_PACKAGES := postgresql-15 prometheus prometheus-alertmanager chromium
+  /usr/bin/chromium /usr/bin/wrk
+APT_PACKAGES := postgresql-15 prometheus prometheus-alertmanager chromium wrk
 UI_STAMP := ui/node_modules/.installed
 
 .PHONY: demo test check check-lowest docs lint system-deps stack-binaries ui bench mutation clean
@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the tests run (needs root for apt): PostgreSQL 15 (the oldest supported version), Prometheus with
-# promtool, Alertmanager with amtool, and Chromium for the browser tests (driven by playwright-core; never a
-# downloaded browser).
+# promtool, Alertmanager with amtool, Chromium for the browser tests (driven by playwright-core; never a
+# downloaded browser) and wrk (the HTTP load of the benchmarks and their regression guard).
 system-deps:
 	@for program in $(APT_PROGRAMS); do test -x $$program || missing=1; done; \
 	if [ -n "$$missing" ]; then echo "installing $(APT_PACKAGES) (Debian) for the tests"; \
@@ -69,15 +69,23 @@ $(LOWEST_STAMP): pyproject.toml tools/lowest-otel.txt
 check-lowest: $(LOWEST_STAMP)
 	HYPOTHESIS_PROFILE=check $(LOWEST_VENV)/bin/pytest -m "not integration" -q -p no:cacheprovider
 
+# The tests, then the performance regression guard: the benchmarks' quick variants, failing only when a ratio falls
+# below half its goal (bench/guard.py; about two minutes).
 test: lint system-deps stack-binaries ui check-lowest
 	$(BIN)/pytest
+	$(BIN)/python -m bench.guard
 
 # Every benchmark; each prints its figures against a baseline measured in the same run. Run as modules from the
 # repository root, so that `bench.*` and `tests.support.*` import as they do under pytest.
-BENCHES := log_event http_overhead http_profile rag_overhead sink_throughput freshness query_latency otlp_pipeline retention load
-bench: $(STAMP)
-	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
-	@for name in $(BENCHES); do echo "== bench/$$name.py"; $(BIN)/python -m bench.$$name || exit 1; done
+# The verdict lines of the last run are collected at the end (and kept in .build/bench.log); docs/performance.md
+# records them with the machine.
+BENCHES := startup log_event http_overhead http_profile rag_overhead sink_throughput freshness query_latency \
+  otlp_pipeline retention load
+bench: $(STAMP) system-deps stack-binaries
+	@mkdir -p .build
+	@bash -o pipefail -c 'for name in $(BENCHES); do echo "== bench/$$name.py"; \
+	  $(BIN)/python -m bench.$$name || exit 1; done 2>&1 | tee .build/bench.log'
+	@echo; echo "== verdicts"; grep '^verdict' .build/bench.log
 
 # The docs site (MkDocs, Material, mkdocstrings) into .build/site; `mkdocs serve` for live editing.
 docs: $(STAMP)

@@ -26,6 +26,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench._verdict import Goal, report
 from otel_rag.testing import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,12 +132,12 @@ def check_ours(server: Server, sink: str) -> None:
     assert access, "the access log line of the checked request has no trace_id"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[Goal]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("bench/http_overhead.py needs wrk: apt-get install wrk")
     sink_port = free_port()
@@ -177,10 +178,13 @@ def main() -> None:
             f"  {name:<15} {median:8.0f}/s  {median / base:4.2f}x uninstrumented   "
             f"server CPU {cpu_us:6.1f} us/request (+{cpu_us - base_cpu:.1f})"
         )
-    print(f"  otel-rag vs stock: {ours_rps / stock:.2f}x")
-    print(
-        f"goal: >= 2x stock ({'met' if ours_rps / stock >= 2 else 'NOT met'}), "
-        f">= 0.70x uninstrumented ({'met' if ours_rps / base >= 0.70 else 'NOT met'})"
+    ours_cpu = statistics.median(cpu["otel-rag"]) - base_cpu
+    return report(
+        [
+            Goal("http_overhead throughput vs uninstrumented", ours_rps / base, 0.70),
+            Goal("http_overhead throughput vs stock", ours_rps / stock, 2.0),
+            Goal("http_overhead server CPU added per request", ours_cpu, 55, higher_is_better=False, unit=" us"),
+        ]
     )
 
 

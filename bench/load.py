@@ -95,6 +95,7 @@ class Run:
     wall_started: float  # time.time() of the first request (Prometheus's clock)
     windows: list[Window] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds each program used during the load
+    memory: list[tuple[float, float]] = field(default_factory=list)  # (second, largest worker's resident MiB)
     samples: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # Prometheus series over time
 
     @property
@@ -107,6 +108,11 @@ class Run:
     def latency(self, share: float, where: Callable[[Sent], bool] = lambda s: True) -> float | None:
         values = sorted(s.ended - s.started for s in self.ok if where(s))
         return values[min(len(values) - 1, int(share * len(values)))] * 1000 if values else None
+
+    def resident(self, where: Callable[[float], bool] = lambda second: True) -> tuple[float, float]:
+        """(median, peak) MiB of the largest worker over the samples taken at the seconds `where` accepts."""
+        values = [mib for second, mib in self.memory if where(second)] or [0.0]
+        return statistics.median(values), max(values)
 
 
 class System:
@@ -204,6 +210,37 @@ class System:
         self.postgres.stop()
 
 
+class MemorySampler:
+    """The resident memory (VmRSS) of the largest worker twice a second while the load runs; workers that a fault
+    replaced are picked up at the next sample."""
+
+    def __init__(self, system: System, started: float) -> None:
+        self.system, self.started = system, started
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            sizes = [_resident_mib(pid) for pid in self.system.workers()]
+            self.samples.append((time.monotonic() - self.started, max(sizes, default=0.0)))
+
+    def stop(self) -> list[tuple[float, float]]:
+        self._stop.set()
+        self._thread.join()
+        return self.samples
+
+
+def _resident_mib(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0  # a worker that ended meanwhile
+    line = next((line for line in status.splitlines() if line.startswith("VmRSS:")), "VmRSS: 0 kB")
+    return int(line.split()[1]) / 1024
+
+
 def _tree_cpu(pid: int) -> float:
     """utime + stime (and the reaped children's) of a process and all its descendants, in seconds."""
     ticks, total, stack = os.sysconf("SC_CLK_TCK"), 0, [pid]
@@ -222,8 +259,8 @@ def _tree_cpu(pid: int) -> float:
 class Faults:
     """The fault timeline, triggered by the share of requests completed; each window is recorded for the plots."""
 
-    def __init__(self, system: System, chosen: set[str], started: float) -> None:
-        self.system, self.chosen, self.started = system, chosen, started
+    def __init__(self, system: System, chosen: set[str], started: float, outage: float = 10.0) -> None:
+        self.system, self.chosen, self.started, self.outage = system, chosen, started, outage
         self.windows: list[Window] = []
         self.plan = [
             (0.15, "postgres", self._postgres),
@@ -258,7 +295,7 @@ class Faults:
     def _postgres(self) -> None:
         window = self._window("Postgres stopped")
         self.system.postgres.stop("immediate")
-        time.sleep(10)
+        time.sleep(self.outage)
         self.system.postgres.start()
         self._close(window)
 
@@ -366,14 +403,15 @@ def play(system: System, llm: str, args: argparse.Namespace, name: str, telemetr
     with system.service(llm, telemetry) as app:
         cpu_before = system.cpu()
         started, wall_started = time.monotonic(), time.time()
-        timeline = Faults(system, faults, started)
+        timeline = Faults(system, faults, started, args.outage)
+        memory = MemorySampler(system, started)
         pace = args.seconds if faults else 0.0
         load = drive(app.url, args.requests, args.concurrency, args.seed, timeline.progress, pace, args.uploads_only)
         sent = asyncio.run(load)
         ended = time.monotonic()
         cpu_after = system.cpu()
         timeline.wait()
-        run = Run(name, sent, started, ended, wall_started, timeline.windows)
+        run = Run(name, sent, started, ended, wall_started, timeline.windows, memory=memory.stop())
         run.cpu = {program: max(0.0, cpu_after[program] - cpu_before[program]) for program in cpu_after}
     return run  # the service is stopped: SIGTERM flushed every sink
 
@@ -618,6 +656,11 @@ def report(runs: list[Run], counts: dict[str, Count], args: argparse.Namespace, 
     lines += ["| run | " + " | ".join(programs) + " |", "|---|" + "---|" * len(programs)]
     for run in runs:
         lines.append(f"| {run.name} | " + " | ".join(f"{run.cpu.get(p, 0):.1f}" for p in programs) + " |")
+    lines += ["", "Resident memory of the largest worker during each run, MiB (sampled twice a second):", ""]
+    lines += ["| run | median | peak |", "|---|---|---|"]
+    for run in runs:
+        median, peak = run.resident()
+        lines.append(f"| {run.name} | {median:.0f} | {peak:.0f} |")
     disabled, plain = by_name.get("telemetry disabled"), by_name.get("telemetry on")
     if disabled and plain:
         ratio = plain.throughput() / disabled.throughput()
@@ -628,6 +671,12 @@ def report(runs: list[Run], counts: dict[str, Count], args: argparse.Namespace, 
             f"Overhead under load: throughput {ratio:.2f}x telemetry disabled (goal >= 0.90x: {met[ratio >= 0.9]}), "
             f"p95 {p95:+.0%} (goal <= +10 %: {met[p95 <= 0.10]}).",
         ]
+        extra = plain.resident()[0] - disabled.resident()[0]
+        lines += [
+            "",
+            f"Memory at steady load: the largest worker {plain.resident()[0]:.0f} MiB with telemetry, "
+            f"{disabled.resident()[0]:.0f} MiB disabled ({extra:+.0f} MiB; goal <= +30 MiB: {met[extra <= 30]}).",
+        ]
     faulty = by_name.get("telemetry on, faults")
     if faulty:
         outage = [w for w in faulty.windows if w.fault == "Postgres stopped"]
@@ -637,6 +686,14 @@ def report(runs: list[Run], counts: dict[str, Count], args: argparse.Namespace, 
             outside = faulty.latency(0.95, lambda s: not start <= s.started - origin <= end)
             if inside is not None and outside is not None:
                 lines += ["", f"During the Postgres outage p95 was {inside:.0f} ms, outside it {outside:.0f} ms."]
+            _, before = faulty.resident(lambda second: second < start)
+            _, during = faulty.resident(lambda second: start <= second <= end)
+            lines += [
+                "",
+                f"The largest worker's resident memory before the outage peaked at {before:.0f} MiB, during its "
+                f"{end - start:.0f} s at {during:.0f} MiB (the sink's queue holds at most OTEL_RAG_POSTGRES_QUEUE_SIZE "
+                "records, then spools to disk).",
+            ]
     for run in runs:
         if run.windows:
             lines += ["", f"Faults of '{run.name}' (seconds since its first request):", ""]
@@ -672,6 +729,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--sigkill", action="store_true", help="also: a run where one worker is SIGKILLed")
     parser.add_argument("--uploads-only", action="store_true", help="every request an upload (the seed's test)")
+    parser.add_argument("--outage", type=float, default=10.0, help="seconds Postgres stays stopped (default 10)")
     args = parser.parse_args(argv)
     chosen = set(FAULTS) if args.faults == "all" else set() if args.faults == "none" else set(args.faults.split(","))
     unknown = chosen - set(FAULTS)
@@ -704,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         print(f"\nreport: {folder / 'report.md'}")
         lost = sum(c.lost for c in counts.values())
-        print(f"verdict: {'nothing lost, nothing twice' if lost == 0 else f'{lost} missing or duplicated'}")
+        print(f"verdict load: {'nothing lost, nothing twice' if lost == 0 else f'{lost} missing or duplicated'}")
         return 0 if lost == 0 else 1
     finally:
         system.stop()

@@ -29,6 +29,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from bench._verdict import Goal, report
 from otel_rag._telemetry.otlp import FastOTLPSpanExporter
 from otel_rag._telemetry.redaction import RedactingSpanExporter, Redactor
 from tests.support.stack import Collector, Jaeger, Prometheus, wait_until
@@ -57,7 +58,7 @@ def _make_spans(provider: TracerProvider, count: int) -> tuple[float, float, str
     return time.perf_counter() - wall, time.process_time() - cpu, trace_id
 
 
-def bench_spans(collector: Collector, jaeger: Jaeger, count: int) -> None:
+def bench_spans(collector: Collector, jaeger: Jaeger, count: int) -> list[Goal]:
     resource = Resource.create({"service.name": "bench-otlp"})
     bare = TracerProvider(resource=resource)
     _make_spans(bare, 2000)  # warm-up
@@ -100,6 +101,10 @@ def bench_spans(collector: Collector, jaeger: Jaeger, count: int) -> None:
         f"({delivered:.2f} s from the first span to the last sent); the same process makes "
         f"{count / bare_wall:,.0f} spans/s without export ({bare_wall / delivered:.2f}x)"
     )
+    return [
+        Goal("otlp_pipeline spans/s through the Collector into Jaeger", count / delivered, 30_000, unit=""),
+        Goal("otlp_pipeline app thread with export vs without", per_span / per_span_bare, 1.5, higher_is_better=False),
+    ]
 
 
 def bench_metrics(collector: Collector, prometheus: Prometheus, series: int) -> None:
@@ -135,22 +140,25 @@ def bench_metrics(collector: Collector, prometheus: Prometheus, series: int) -> 
     print(f"  every series queryable in Prometheus after {in_prometheus:.1f} s")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[Goal]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spans", type=int, default=20_000)
     parser.add_argument("--series", type=int, default=2_000)
-    args = parser.parse_args()
+    parser.add_argument("--no-metrics", action="store_true", help="spans only (the CI guard's quick variant)")
+    args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-otlp-"))
     jaeger = Jaeger(workdir)
     collector = Collector(workdir, traces_backend=jaeger.otlp_grpc)
     targets = {"otel-collector": collector.metrics_target, "otel-collector-self": collector.telemetry_target}
     prometheus = Prometheus(workdir, targets)
     try:
-        bench_spans(collector, jaeger, args.spans)
-        bench_metrics(collector, prometheus, args.series)
+        goals = bench_spans(collector, jaeger, args.spans)
+        if not args.no_metrics:
+            bench_metrics(collector, prometheus, args.series)
     finally:
         for service in (prometheus, collector, jaeger):
             service.stop()
+    return report(goals)
 
 
 if __name__ == "__main__":

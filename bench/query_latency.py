@@ -19,6 +19,7 @@ import time
 import psycopg
 
 from bench import _pg
+from bench._verdict import Goal, report
 from otel_rag._store import queries
 from otel_rag._store.compare import compare_groups, load_requests
 from otel_rag._store.health import store_health
@@ -87,8 +88,9 @@ def _time_ms(func: object, calls: int) -> list[float]:
 def _report(name: str, samples: list[float], goal: float | None) -> None:
     ordered = sorted(samples)
     p50, p99 = statistics.median(ordered), ordered[int(0.99 * (len(ordered) - 1))]
-    verdict = f"  goal < {goal:.0f} ms (p50): {'met' if p50 < goal else 'NOT met'}" if goal else ""
-    print(f"  {name:<44} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms{verdict}")
+    print(f"  {name:<44} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
+    if goal:
+        report([Goal(f"query_latency {name.split(' (', maxsplit=1)[0]} p50", p50, goal, False, " ms")])
 
 
 def main() -> None:

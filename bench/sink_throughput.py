@@ -20,14 +20,22 @@ from pathlib import Path
 import psycopg
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.util.types import AnyValue
 
 from bench import _pg
+from bench._verdict import Goal, report
 from otel_rag._store.exporters import PostgresLogExporter, PostgresLogProcessor
 from otel_rag._store.rows import LOG_COLUMNS, Limits, log_row
 from otel_rag._store.writer import PostgresWriter, WriterOptions
 
 RESOURCE = Resource.create({"service.name": "bench", "service.version": "1.0", "deployment.environment": "bench"})
-ATTRIBUTES = {"enduser.id": "user-7", "doc_id": "doc-42", "chunk_index": 3, "rag.stage": "chunk", "tokens": 120}
+ATTRIBUTES: dict[str, AnyValue] = {
+    "enduser.id": "user-7",
+    "doc_id": "doc-42",
+    "chunk_index": 3,
+    "rag.stage": "chunk",
+    "tokens": 120,
+}
 
 
 class _Capture(LogRecordProcessor):
@@ -116,12 +124,12 @@ def run_ceiling(dsn: str, records: list[ReadWriteLogRecord], batch: int) -> floa
     return len(rows) / (time.perf_counter() - started)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[Goal]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     server = _pg.start()
     try:
         dsn = server.dsn()
@@ -144,7 +152,7 @@ def main() -> None:
             f"  emitting thread per event: with sink {statistics.median(emit_ours):.1f} us, "
             f"without (in-memory processor) {statistics.median(emit_bare):.1f} us"
         )
-        print(f"goal: >= 0.70x the ceiling -> {'met' if sink / raw >= 0.7 else 'NOT met'} ({sink / raw:.2f}x)")
+        return report([Goal("sink_throughput vs raw COPY", sink / raw, 0.70)])
     finally:
         server.remove()
 

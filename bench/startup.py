@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench._verdict import Goal, report
+
 BIN = Path(sys.executable).parent
 VARIANTS = {
     "stock distro": {"OTEL_PYTHON_DISTRO": "distro", "OTEL_PYTHON_CONFIGURATOR": "configurator"},
@@ -60,20 +62,21 @@ def measure(rounds: int) -> dict[str, tuple[float, float]]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[Goal]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=9)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     figures = measure(args.rounds)
     stock_s, stock_mib = figures["stock distro"]
     ours_s, ours_mib = figures["otel-rag"]
     print(f"median of {args.rounds} launches, exporters none:")
     for name, (seconds, mib) in figures.items():
         print(f"  {name:<13} {seconds:6.3f} s  {mib:6.1f} MiB peak")
-    met = ours_s <= stock_s and ours_mib <= stock_mib
-    print(
-        f"verdict startup: {ours_s / stock_s:.2f}x stock time, {ours_mib / stock_mib:.2f}x stock memory; "
-        f"goal <= 1.00x on both: {'met' if met else 'NOT met'}"
+    return report(
+        [
+            Goal("startup time vs stock distro", ours_s / stock_s, 1.0, higher_is_better=False),
+            Goal("startup peak memory vs stock distro", ours_mib / stock_mib, 1.0, higher_is_better=False),
+        ]
     )
 
 

@@ -24,10 +24,12 @@ def test_a_hundred_concurrent_uploads_through_a_postgres_restart_lose_nothing() 
     result = subprocess.run(argv, cwd=REPO, env=base_env(), capture_output=True, text=True, timeout=560)
     text = (report / "report.md").read_text() if (report / "report.md").exists() else ""
     assert result.returncode == 0, f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    assert "verdict: nothing lost, nothing twice" in result.stdout
+    assert "verdict load: nothing lost, nothing twice" in result.stdout
     assert re.search(r"- Postgres stopped: \d+\.\d to \d+\.\d", text), text  # the outage happened during the run
     assert "- 100 requests sent; Prometheus counted 100" in text
     for sink in ("postgres", "jaeger", "langsmith"):
         assert f"- {sink}: nothing missing" in text
     assert "- duplicate postgres spans: 0" in text and "- duplicate postgres logs: 0" in text
+    assert re.search(r"\| telemetry on, faults \| [1-9]\d* \| [1-9]\d* \|", text), text  # worker memory sampled
+    assert re.search(r"before the outage peaked at [1-9]\d* MiB, during its \d+ s at [1-9]\d* MiB", text), text
     assert (report / "telemetry-on-faults.png").read_bytes().startswith(b"\x89PNG")
