@@ -47,6 +47,7 @@ import httpx
 import psycopg
 from psycopg import sql
 
+from bench._proc import tree_cpu_seconds
 from examples.rag_app.traffic import TOPICS, corpus
 from otel_rag._store.embedded import LocalPostgres
 from otel_rag._store.migrate import migrate
@@ -198,7 +199,7 @@ class System:
             "Jaeger": self.jaeger.process.pid,
             "Prometheus": self.prometheus.process.pid,
         }
-        figures = {name: _tree_cpu(pid) for name, pid in roots.items()}
+        figures = {name: tree_cpu_seconds(pid) for name, pid in roots.items()}
         times = os.times()
         figures["load generator and LangSmith stub"] = times.user + times.system
         return figures
@@ -239,21 +240,6 @@ def _resident_mib(pid: int) -> float:
         return 0.0  # a worker that ended meanwhile
     line = next((line for line in status.splitlines() if line.startswith("VmRSS:")), "VmRSS: 0 kB")
     return int(line.split()[1]) / 1024
-
-
-def _tree_cpu(pid: int) -> float:
-    """utime + stime (and the reaped children's) of a process and all its descendants, in seconds."""
-    ticks, total, stack = os.sysconf("SC_CLK_TCK"), 0, [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += sum(int(value) for value in fields[11:15])
-            for task in Path(f"/proc/{current}/task").iterdir():
-                stack += [int(child) for child in (task / "children").read_text().split()]
-        except (OSError, ValueError):
-            continue  # a process that ended meanwhile
-    return total / ticks
 
 
 class Faults:

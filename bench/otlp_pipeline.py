@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import tempfile
 import time
@@ -29,6 +30,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from bench._proc import tree_cpu_seconds
 from bench._verdict import Goal, report
 from otel_rag._telemetry.otlp import FastOTLPSpanExporter
 from otel_rag._telemetry.redaction import RedactingSpanExporter, Redactor
@@ -70,6 +72,8 @@ def bench_spans(collector: Collector, jaeger: Jaeger, count: int) -> list[Goal]:
         BatchSpanProcessor(RedactingSpanExporter(exporter, Redactor()), max_queue_size=count * 2)
     )
     sent_before = _collector_counter(collector, "otelcol_exporter_sent_spans")
+    services = {"Collector": collector.process.pid, "Jaeger": jaeger.process.pid}
+    services_before = {name: tree_cpu_seconds(pid) for name, pid in services.items()}
     started, cpu_started = time.perf_counter(), time.process_time()
     wall, _, last_trace = _make_spans(exported, count)
     exported.force_flush(60_000)
@@ -81,6 +85,7 @@ def bench_spans(collector: Collector, jaeger: Jaeger, count: int) -> list[Goal]:
         interval=0.05,
     )
     delivered = time.perf_counter() - started
+    services_cpu = {name: tree_cpu_seconds(pid) - services_before[name] for name, pid in services.items()}
     found = wait_until(lambda: jaeger.trace(last_trace), 30, "the last trace in Jaeger")
     assert len(found["spans"]) == SPANS_PER_TRACE, found
     exported.shutdown()
@@ -101,6 +106,8 @@ def bench_spans(collector: Collector, jaeger: Jaeger, count: int) -> list[Goal]:
         f"({delivered:.2f} s from the first span to the last sent); the same process makes "
         f"{count / bare_wall:,.0f} spans/s without export ({bare_wall / delivered:.2f}x)"
     )
+    shares = ", ".join(f"{name} {seconds / count * 1e6:.1f} us" for name, seconds in services_cpu.items())
+    print(f"  CPU per span on the same {os.cpu_count()} cores: this process {cpu / count * 1e6:.1f} us, {shares}")
     return [
         Goal("otlp_pipeline spans/s through the Collector into Jaeger", count / delivered, 30_000, unit=""),
         Goal("otlp_pipeline app thread with export vs without", per_span / per_span_bare, 1.5, higher_is_better=False),

@@ -125,6 +125,29 @@ def test_short_texts_are_remembered_with_the_same_answer_and_a_bounded_memo() ->
     assert redactor.scrub_text(secret) == first
 
 
+def test_attributes_seen_clean_pass_by_lookups_and_a_secret_among_them_is_still_caught() -> None:
+    """The fast path of scrub_mapping (issue 16) answers only for what it has seen clean; anything else is scanned."""
+    redactor = Redactor()
+    clean: dict[str, Any] = {"http.request.method": "GET", "url.path": "/ping", "status": 200, "ok": True, "ratio": 0.5}
+    for attributes in (clean, clean, BoundedAttributes(attributes=clean)):  # the second time by lookups alone
+        assert redactor.scrub_mapping(attributes) is None
+    cases = [
+        ("url.query", "token=abcdefgh12345678", "token=[REDACTED]"),
+        ("password", "hunter2", "[REDACTED]"),
+        ("api_key", "/ping", "[REDACTED]"),  # a secret key holding a text seen clean elsewhere
+        ("client.port", 8080, 8080),  # a number under a new key: the key is scanned, the value kept
+        ("http.request.header.authorization", ("Bearer abcdefgh12345678",), ("[REDACTED]",)),
+        ("url.path", "/u?api_key=supersecret123", "/u?api_key=[REDACTED]"),
+        ("note", ["x"], ["x"]),  # a list is not a value the fast path knows: scanned (clean, so kept as it is)
+    ]
+    for _ in range(2):  # and again, once every key and text has been seen
+        for key, value, expected in cases:
+            changed = redactor.scrub_attributes({**clean, key: value})
+            assert changed is not None, key
+            assert changed[key] == expected, key
+            assert {k: v for k, v in changed.items() if k != key} == {k: v for k, v in clean.items() if k != key}
+
+
 class _Color(enum.IntEnum):
     RED = 1
 

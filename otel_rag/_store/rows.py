@@ -19,6 +19,7 @@ import orjson
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.trace import ReadableSpan
 
+from otel_rag._telemetry.sdk_fields import inner_dict, span_attributes
 from otel_rag._telemetry.timestamps import UtcSeconds
 
 __all__ = ["LOG_COLUMNS", "SPAN_COLUMNS", "Limits", "log_row", "span_row"]
@@ -205,10 +206,7 @@ def _resource(resource: Any, limits: Limits) -> tuple[str, str]:
 
 def _plain(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     """A plain dict of OTel attributes; copies the SDK's inner dict directly, which is many times faster."""
-    if not attributes:
-        return {}
-    inner = getattr(attributes, "_dict", None)
-    return dict(inner) if isinstance(inner, dict) else dict(attributes)
+    return dict(inner_dict(attributes))
 
 
 def _first(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
@@ -251,7 +249,7 @@ def log_row(record: ReadableLogRecord, limits: Limits) -> tuple[Any, ...]:
 def span_row(span: ReadableSpan, limits: Limits) -> tuple[Any, ...]:
     context = span.context
     assert context is not None
-    attributes = _plain(span.attributes)
+    attributes = dict(span_attributes(span))
     service, resource_json = _resource(span.resource, limits)
     start = span.start_time or 0
     end = span.end_time or start

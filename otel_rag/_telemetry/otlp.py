@@ -30,6 +30,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
 from opentelemetry.trace import SpanContext
 
+from otel_rag._telemetry.sdk_fields import inner_dict, span_attributes
+
 __all__ = ["FastOTLPSpanExporter", "encode_spans"]
 
 _logger = logging.getLogger("otel_rag.otlp")
@@ -132,7 +134,7 @@ _CACHED_TYPES = (str, int, bool)
 def _attributes(field: int, attributes: Mapping[str, Any] | None) -> bytes:
     if not attributes:
         return b""
-    items = getattr(attributes, "_dict", attributes).items()  # the SDK's inner dict: iterating it is much faster
+    items = inner_dict(attributes).items()
     parts = []
     cache = _attribute_cache
     for key, value in items:
@@ -186,7 +188,7 @@ def _span(span: ReadableSpan) -> bytes:
         _count(6, span.kind.value + 1),  # SDK INTERNAL=0..CONSUMER=4; OTLP UNSPECIFIED=0, INTERNAL=1...
         _T[7, _I64] + _pack_fixed64(span.start_time or 0),
         _T[8, _I64] + _pack_fixed64(span.end_time or 0),
-        _attributes(9, span.attributes),
+        _attributes(9, span_attributes(span)),
         _count(10, span.dropped_attributes),
     ]
     for event in span.events:

@@ -33,6 +33,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, Status
 
+from otel_rag._telemetry.sdk_fields import inner_dict, span_attributes
+
 __all__ = [
     "CIRCULAR",
     "REDACTED",
@@ -307,6 +309,8 @@ class Redactor:
 
     def scrub_mapping(self, data: Mapping[str, Any]) -> dict[str, Any] | None:
         """A scrubbed copy of flat attributes, or None when nothing needed scrubbing (callers keep the original)."""
+        if self._seen_clean(data):
+            return None
         changed: dict[str, Any] | None = None
         for key, value in data.items():
             new_key = self.scrub_text(key)
@@ -318,6 +322,22 @@ class Redactor:
                     del changed[key]
                 changed[new_key] = new
         return changed
+
+    def _seen_clean(self, data: Mapping[str, Any]) -> bool:
+        """True when every key and every text value was scrubbed before and needed nothing, and every other value
+        is a number, a bool or None: the common case (a server span's dozen attributes), answered by lookups alone.
+        Anything else (a new text, a sequence, a secret key) takes the full path."""
+        memo, secret_keys = self._text_memo, self._key_cache
+        for key, value in inner_dict(data).items():
+            if memo.get(key) is not _UNCHANGED or secret_keys.get(key) is not False:
+                return False
+            kind = type(value)
+            if kind is str:
+                if memo.get(value) is not _UNCHANGED:
+                    return False
+            elif value is not None and kind is not int and kind is not float and kind is not bool:
+                return False
+        return True
 
     def scrub_attributes(self, attributes: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         """OTel attributes scrubbed, as a mapping OTel can hold (sequences stay sequences of scalars)."""
@@ -355,11 +375,11 @@ def _with_dropped(new: Any, dropped: int) -> Any:
 def redact_span(span: ReadableSpan, redactor: Redactor) -> ReadableSpan:
     """The span itself when it holds no secret, else a copy with the secrets replaced (names, status
     description, attributes, events, links and resource)."""
-    original_attributes, original_events, original_links = span.attributes, span.events, span.links
+    original_attributes, original_events, original_links = span_attributes(span), span.events, span.links
     name = redactor.scrub_text(span.name)
     attributes = redactor.scrub_attributes(original_attributes)
-    events = [_redact_event(event, redactor) for event in original_events]
-    links = [_redact_link(link, redactor) for link in original_links]
+    events = [_redact_event(event, redactor) for event in original_events] if original_events else []
+    links = [_redact_link(link, redactor) for link in original_links] if original_links else []
     status = span.status
     description = redactor.scrub_text(status.description) if status.description else status.description
     resource = redactor.scrub_resource_attributes(span.resource)
@@ -368,8 +388,8 @@ def redact_span(span: ReadableSpan, redactor: Redactor) -> ReadableSpan:
         and attributes is original_attributes
         and description is status.description
         and resource is span.resource
-        and all(new is old for new, old in zip(events, original_events, strict=True))
-        and all(new is old for new, old in zip(links, original_links, strict=True))
+        and (not events or all(new is old for new, old in zip(events, original_events, strict=True)))
+        and (not links or all(new is old for new, old in zip(links, original_links, strict=True)))
     ):
         return span
     return ReadableSpan(
