@@ -127,6 +127,26 @@ def test_secrets_are_redacted_in_keys_and_values(sdk: CapturedTelemetry, lines: 
     assert line["input_tokens"] == 12
 
 
+def test_a_line_seen_clean_is_passed_by_lookups_and_a_secret_among_its_fields_is_still_caught(
+    sdk: CapturedTelemetry, lines: Any
+) -> None:
+    """The redactor's fast path (issue 16) for a line whose fields were all seen clean before."""
+    _setup(sdk)
+    log = get_logger("x")
+    for _ in range(2):
+        log.info("stage.done", note="visible", count=3)
+    log.info("stage.done", note="token=abcdefgh12345678", count=3)  # a new text under a known key
+    log.info("stage.done", password="visible", count=3)  # a secret key holding a text seen clean
+    log.info("stage.done", password="visible", count=3)  # and again, the key now known to be secret
+    log.info("stage.done", note=["visible"], count=3)  # a list: scanned, not looked up
+    log.info("stage.done", note={"api_key": "visible"})
+    found = lines()
+    assert [line["note"] for line in found[:2]] == ["visible", "visible"]
+    assert found[2]["note"] == "token=[REDACTED]"
+    assert found[3]["password"] == found[4]["password"] == "[REDACTED]"
+    assert found[5]["note"] == ["visible"] and found[6]["note"] == {"api_key": "[REDACTED]"}
+
+
 def test_records_are_bridged_into_the_logger_provider_with_trace_context(sdk: CapturedTelemetry, lines: Any) -> None:
     _setup(sdk)
     with trace_span("op") as span:

@@ -210,6 +210,8 @@ def make_redactor(redactor: Redactor) -> Processor:
     """Scrub every value but our own line keys; values JSON cannot hold become text or placeholders."""
 
     def redact(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+        if redactor.seen_clean(event_dict, _OWN_KEYS, keys=False):  # a line's keys are names, not scrubbed
+            return event_dict
         for key, value in event_dict.items():
             if key in _OWN_KEYS:
                 continue

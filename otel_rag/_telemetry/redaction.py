@@ -309,7 +309,7 @@ class Redactor:
 
     def scrub_mapping(self, data: Mapping[str, Any]) -> dict[str, Any] | None:
         """A scrubbed copy of flat attributes, or None when nothing needed scrubbing (callers keep the original)."""
-        if self._seen_clean(data):
+        if self.seen_clean(data):
             return None
         changed: dict[str, Any] | None = None
         for key, value in data.items():
@@ -323,13 +323,16 @@ class Redactor:
                 changed[new_key] = new
         return changed
 
-    def _seen_clean(self, data: Mapping[str, Any]) -> bool:
-        """True when every key and every text value was scrubbed before and needed nothing, and every other value
-        is a number, a bool or None: the common case (a server span's dozen attributes), answered by lookups alone.
-        Anything else (a new text, a sequence, a secret key) takes the full path."""
+    def seen_clean(self, data: Mapping[str, Any], skip: frozenset[str] = frozenset(), *, keys: bool = True) -> bool:
+        """True when every value (but those under `skip`) was seen before and needed nothing: its key known not to
+        be secret (and, with `keys`, the key's own text scrubbed clean), a text value scrubbed clean, any other value
+        a number, a bool or None. The common case (a server span's dozen attributes, a log line's fields), answered
+        by lookups alone; anything else (a new text, a sequence, a secret key) takes the full path."""
         memo, secret_keys = self._text_memo, self._key_cache
         for key, value in inner_dict(data).items():
-            if memo.get(key) is not _UNCHANGED or secret_keys.get(key) is not False:
+            if key in skip:
+                continue
+            if secret_keys.get(key) is not False or (keys and memo.get(key) is not _UNCHANGED):
                 return False
             kind = type(value)
             if kind is str:
