@@ -16,6 +16,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from otel_rag import rag
 from otel_rag._telemetry.tracing import begin_request, end_request
+from otel_rag.rag import _langsmith
 from otel_rag.rag._langsmith import LangSmithMirror, run_id
 from otel_rag.testing import CapturedTelemetry
 from tests.support.langsmith_server import PROJECT_ID, TENANT_ID, LangSmithStub
@@ -152,6 +153,25 @@ def test_sampling_keeps_traces_whole(stub: LangSmithStub) -> None:
     for run in stub.runs.values():
         per_trace[run["trace_id"]] = per_trace.get(run["trace_id"], 0) + 1
     assert set(per_trace.values()) == {3}  # whole traces only
+    mirror.shutdown()
+
+
+def test_traces_that_end_close_together_go_in_one_request(stub: LangSmithStub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A busy service sends a few large requests (issue 16): a send waits up to _LINGER_S for more traces."""
+    monkeypatch.setattr(_langsmith, "_LINGER_S", 1.0)  # room for a slow machine; 0.2 s in production
+    provider, mirror = _setup(stub.url)
+    _wait_for_link(mirror)
+    _request(provider, user="first")
+    time.sleep(0.02)  # the sender has taken the first trace and lingers
+    for index in range(5):
+        _request(provider, user=f"u{index}")
+    _wait(stub, 6 * 3)
+    posts = [r for r in stub.requests if r.startswith("POST /runs")]
+    assert len(stub.runs) == 18 and len(posts) == 1, posts
+    started = time.monotonic()
+    _request(provider, user="alone")
+    assert mirror.force_flush(10_000)  # a flush does not wait out the linger
+    assert time.monotonic() - started < _langsmith._LINGER_S and len(stub.runs) == 21
     mirror.shutdown()
 
 

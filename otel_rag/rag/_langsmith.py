@@ -64,6 +64,10 @@ _MAX_QUEUED_TRACES = 1000
 _MAX_OPEN_TRACES = 10_000  # traces whose root has not ended yet
 _MAX_TRACE_AGE_S = 600.0  # a trace still open after this long is given up (its root will never end here)
 _LINK_RETRY_S = 30.0
+# A send waits this long for more traces to join it (up to _SEND_TRACES): most of a send's cost is the request
+# itself (the SDK's session and multipart encoding), so a busy service sends a few large requests, not one per trace.
+_LINGER_S = 0.2
+_SEND_TRACES = 50
 _active: LangSmithMirror | None = None
 
 
@@ -308,7 +312,8 @@ class LangSmithMirror(SpanProcessor):
                     self._wake.wait(link_due)  # idle: until a trace arrives, a stop, or the next link attempt
                 if not self._queue and self._stopping:
                     return
-                taken = [self._queue.popleft() for _ in range(min(len(self._queue), 50))]
+                self._linger()
+                taken = [self._queue.popleft() for _ in range(min(len(self._queue), _SEND_TRACES))]
                 self._sending = bool(taken)
             sent = True
             try:
@@ -322,6 +327,15 @@ class LangSmithMirror(SpanProcessor):
             failures = 0 if sent else failures + 1
             if failures:
                 self._back_off(failures)
+
+    def _linger(self) -> None:
+        """With the lock held: let more traces join this send, unless it is full or a flush or stop waits on it."""
+        deadline = time.monotonic() + _LINGER_S
+        while len(self._queue) < _SEND_TRACES and not self._stopping and not self._flushing:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.wait(remaining)
 
     def _back_off(self, failures: int) -> None:
         """After a failed send, wait before the next: a dead LangSmith costs no CPU. Traces keep queueing
