@@ -84,26 +84,36 @@ class Chunk:
 
 
 class Index:
-    """All uploaded chunks, searchable with BM25; rebuilt on each upload (fine for a reference service)."""
+    """All uploaded chunks, searchable with BM25. Each chunk is tokenised once, when added; the BM25 model is
+    rebuilt at the first search after uploads, so an upload costs its own chunks, not the whole corpus."""
 
     def __init__(self) -> None:
         self.chunks: list[Chunk] = []
+        self._words: list[list[str]] = []
         self._bm25: BM25Okapi | None = None
         self._lock = threading.Lock()
 
     def add(self, chunks: list[Chunk]) -> None:
+        words = [_tokens(chunk.text) for chunk in chunks]
         with self._lock:
             self.chunks.extend(chunks)
-            self._bm25 = BM25Okapi([_tokens(chunk.text) for chunk in self.chunks])
+            self._words.extend(words)
+            self._bm25 = None
 
     def search(self, question: str, top_k: int) -> list[tuple[Chunk, float]]:
         with self._lock:
-            if self._bm25 is None:
+            if not self.chunks:
                 return []
+            if self._bm25 is None:
+                self._bm25 = BM25Okapi(self._words)
             words = set(_tokens(question))
             scores = self._bm25.get_scores(list(words))
             # BM25's idf goes negative in tiny corpora, so "relevant" means sharing a word, ranked by score.
-            matching = [(c, float(s)) for c, s in zip(self.chunks, scores, strict=True) if words & set(_tokens(c.text))]
+            matching = [
+                (chunk, float(score))
+                for chunk, score, chunk_words in zip(self.chunks, scores, self._words, strict=True)
+                if not words.isdisjoint(chunk_words)
+            ]
         return sorted(matching, key=lambda pair: pair[1], reverse=True)[:top_k]
 
 
