@@ -8,13 +8,14 @@ The unit tests run against the lowest supported SDK too (`make check-lowest`), s
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
 __all__ = ["inner_dict", "span_attributes"]
 
-_EMPTY: Mapping[str, Any] = {}
+_EMPTY: Mapping[str, Any] = MappingProxyType({})  # shared, so read-only
 
 
 def inner_dict(attributes: Mapping[str, Any] | None) -> Mapping[str, Any]:
