@@ -1,4 +1,4 @@
-"""CPU time of a process tree from /proc, for the benchmarks that count each program's share of the machine."""
+"""What /proc says of the processes a benchmark runs: the CPU time of a process tree, a process's resident memory."""
 
 from __future__ import annotations
 
@@ -19,3 +19,13 @@ def tree_cpu_seconds(pid: int) -> float:
         except (OSError, ValueError):
             continue  # a process that ended meanwhile
     return total / ticks
+
+
+def resident_mib(pid: int) -> float:
+    """A process's resident memory (VmRSS) in MiB; 0 for a process that has ended."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    line = next((line for line in status.splitlines() if line.startswith("VmRSS:")), "VmRSS: 0 kB")
+    return int(line.split()[1]) / 1024

@@ -26,6 +26,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench._proc import tree_cpu_seconds
 from bench._verdict import Goal, report
 from otel_rag.testing import free_port
 
@@ -95,19 +96,13 @@ class Server:
         self.process.wait(30)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (and its threads) from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def wrk(url: str, seconds: int, connections: int, pid: int | None = None) -> tuple[float, float]:
     """(requests/s, server CPU microseconds per request)."""
-    cpu_before = cpu_seconds(pid) if pid else 0.0
+    cpu_before = tree_cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url], capture_output=True, text=True, check=True
     ).stdout
-    cpu = (cpu_seconds(pid) - cpu_before) if pid else 0.0
+    cpu = (tree_cpu_seconds(pid) - cpu_before) if pid else 0.0
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
     if not rate or not total:

@@ -47,7 +47,7 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from bench._proc import tree_cpu_seconds
+from bench._proc import resident_mib, tree_cpu_seconds
 from examples.rag_app.traffic import TOPICS, corpus
 from otel_rag._store.embedded import LocalPostgres
 from otel_rag._store.migrate import migrate
@@ -182,12 +182,7 @@ class System:
 
     def busiest_worker(self) -> int:
         """The worker that has used the most CPU: the one serving (the kernel hands most connections to one)."""
-
-        def cpu(pid: int) -> int:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return int(fields[11]) + int(fields[12])  # utime + stime
-
-        return max(self.workers(), key=cpu)
+        return max(self.workers(), key=tree_cpu_seconds)
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds used so far by each program (its whole process tree, reaped children included)."""
@@ -224,22 +219,13 @@ class MemorySampler:
 
     def _run(self) -> None:
         while not self._stop.wait(0.5):
-            sizes = [_resident_mib(pid) for pid in self.system.workers()]
+            sizes = [resident_mib(pid) for pid in self.system.workers()]
             self.samples.append((time.monotonic() - self.started, max(sizes, default=0.0)))
 
     def stop(self) -> list[tuple[float, float]]:
         self._stop.set()
         self._thread.join()
         return self.samples
-
-
-def _resident_mib(pid: int) -> float:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0  # a worker that ended meanwhile
-    line = next((line for line in status.splitlines() if line.startswith("VmRSS:")), "VmRSS: 0 kB")
-    return int(line.split()[1]) / 1024
 
 
 class Faults:
@@ -657,11 +643,12 @@ def report(runs: list[Run], counts: dict[str, Count], args: argparse.Namespace, 
             f"Overhead under load: throughput {ratio:.2f}x telemetry disabled (goal >= 0.90x: {met[ratio >= 0.9]}), "
             f"p95 {p95:+.0%} (goal <= +10 %: {met[p95 <= 0.10]}).",
         ]
-        extra = plain.resident()[0] - disabled.resident()[0]
+        (memory_on, _), (memory_off, _) = plain.resident(), disabled.resident()
+        extra = memory_on - memory_off
         lines += [
             "",
-            f"Memory at steady load: the largest worker {plain.resident()[0]:.0f} MiB with telemetry, "
-            f"{disabled.resident()[0]:.0f} MiB disabled ({extra:+.0f} MiB; goal <= +30 MiB: {met[extra <= 30]}).",
+            f"Memory at steady load: the largest worker {memory_on:.0f} MiB with telemetry, {memory_off:.0f} MiB "
+            f"disabled ({extra:+.0f} MiB; goal <= +30 MiB: {met[extra <= 30]}).",
         ]
     faulty = by_name.get("telemetry on, faults")
     if faulty:
