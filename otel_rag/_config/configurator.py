@@ -217,12 +217,12 @@ def _build(settings: Settings, sdk_kwargs: dict[str, Any]) -> None:
     redactor = Redactor(settings.redact_keys, settings.redact_patterns)
 
     def export_span_processor(span_exporter: SpanExporter, *args: Any, **kwargs: Any) -> SpanProcessor:
-        if _is_instance(span_exporter, _POSTGRES_EXPORTERS, "PostgresSpanExporter"):
+        if isinstance(span_exporter, _loaded_class(_POSTGRES_EXPORTERS, "PostgresSpanExporter")):
             from otel_rag._store.exporters import PostgresSpanProcessor
 
             # The sink queues without I/O and redacts in its own thread: no second buffer that could drop.
-            return PostgresSpanProcessor(span_exporter)  # type: ignore[arg-type]
-        if _is_exact_type(span_exporter, _OTLP_HTTP_SPAN_EXPORTER, "OTLPSpanExporter"):
+            return PostgresSpanProcessor(span_exporter)
+        if type(span_exporter) is _loaded_class(_OTLP_HTTP_SPAN_EXPORTER, "OTLPSpanExporter"):
             from otel_rag._telemetry.otlp import FastOTLPSpanExporter
 
             # Same exporter, same settings; only the protobuf encoder differs (see otlp.py).
@@ -230,10 +230,10 @@ def _build(settings: Settings, sdk_kwargs: dict[str, Any]) -> None:
         return BatchSpanProcessor(RedactingSpanExporter(span_exporter, redactor))
 
     def export_log_processor(exporter: LogRecordExporter, *args: Any, **kwargs: Any) -> Any:
-        if _is_instance(exporter, _POSTGRES_EXPORTERS, "PostgresLogExporter"):
+        if isinstance(exporter, _loaded_class(_POSTGRES_EXPORTERS, "PostgresLogExporter")):
             from otel_rag._store.exporters import PostgresLogProcessor
 
-            return PostgresLogProcessor(exporter)  # type: ignore[arg-type]
+            return PostgresLogProcessor(exporter)
         return BatchLogRecordProcessor(RedactingLogExporter(exporter, redactor))
 
     span_processors: list[SpanProcessor] = [UserSpanProcessor(), GenAIChildSpans()]
@@ -290,15 +290,11 @@ def _sink_exporter_args(settings: Settings, redactor: Any) -> dict[Any, Any]:
     return {PostgresSpanExporter: sink_args, PostgresLogExporter: sink_args}
 
 
-def _is_instance(obj: object, module: str, name: str) -> bool:
-    """isinstance() against a class named by its module, without importing that module."""
+def _loaded_class(module: str, name: str) -> Any:
+    """The class, if its module has been imported; else an empty tuple, which nothing is an instance of (and no
+    object's type is), so the checks above need no import."""
     loaded = sys.modules.get(module)
-    return loaded is not None and isinstance(obj, getattr(loaded, name))
-
-
-def _is_exact_type(obj: object, module: str, name: str) -> bool:
-    loaded = sys.modules.get(module)
-    return loaded is not None and type(obj) is getattr(loaded, name)
+    return getattr(loaded, name) if loaded is not None else ()
 
 
 def _resource_attributes(sdk_kwargs: dict[str, Any]) -> dict[str, Any]:
