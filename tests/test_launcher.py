@@ -237,14 +237,7 @@ def test_start_up_imports_the_postgres_store_and_the_otlp_exporter_only_when_the
     )
 
     def loaded(**env: str) -> str:
-        result = subprocess.run(
-            [str(BIN / "opentelemetry-instrument"), str(BIN / "python"), "-c", probe],
-            env=base_env(**env),
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = launch_script(probe, **env)
         assert result.returncode == 0, result.stderr
         return result.stdout.splitlines()[-1]
 

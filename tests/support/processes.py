@@ -39,11 +39,11 @@ def base_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def launch_script(**env: str) -> subprocess.CompletedProcess[str]:
-    """`opentelemetry-instrument python -c "print('app ran')"` with this environment: does the app get to run, and
-    what does the launcher say?"""
+def launch_script(code: str = "print('app ran')", **env: str) -> subprocess.CompletedProcess[str]:
+    """`opentelemetry-instrument python -c CODE` (by default `print('app ran')`) with this environment: does the app
+    get to run, and what does the launcher say?"""
     return subprocess.run(
-        [str(BIN / "opentelemetry-instrument"), str(BIN / "python"), "-c", "print('app ran')"],
+        [str(BIN / "opentelemetry-instrument"), str(BIN / "python"), "-c", code],
         env=base_env(**env),
         cwd=REPO,
         capture_output=True,
